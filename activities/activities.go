@@ -1,0 +1,296 @@
+// Package activities does every piece of I/O of the link workflow: provider
+// calls, Vault reads and writes, and the Postgres audit trail. Each provider
+// activity calls the provider and writes the result to Vault in the same
+// attempt, and returns metadata only: tokens never leave this package.
+//
+// Errors are classified once, here, into typed application errors the
+// workflow can act on (workflows.ErrType*); their messages are built from
+// wire facts (status, OAuth error code), never from a response body.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/secrets"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/workflows"
+)
+
+// Catalog finds a configured provider by name.
+type Catalog interface {
+	Get(name string) (providers.Provider, providers.Entry, bool)
+}
+
+// Activities holds the dependencies of the link activities; register one
+// value with the worker.
+type Activities struct {
+	Providers Catalog
+	Secrets   *secrets.Store
+	Store     *store.Store
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Activities) provider(name string) (providers.Provider, providers.Entry, error) {
+	p, e, ok := a.Providers.Get(name)
+	if !ok {
+		return nil, providers.Entry{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("provider %q is not in the catalog", name), workflows.ErrTypeConfig, nil)
+	}
+	return p, e, nil
+}
+
+// Enroll obtains a link's first token (or a new one after re-authorization)
+// from the grant material the gateway stored in Vault, and stores it.
+func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflows.TokenInfo, error) {
+	defer keepAlive(ctx)()
+	p, entry, err := a.provider(ref.Provider)
+	if err != nil {
+		return workflows.TokenInfo{}, err
+	}
+	grant, err := a.Secrets.ReadGrant(ctx, ref.TenantID, ref.LinkID)
+	if err != nil {
+		return workflows.TokenInfo{}, vaultError("enroll "+ref.LinkID, err)
+	}
+	tok, err := p.Exchange(ctx, grant.Value)
+	if err != nil {
+		return workflows.TokenInfo{}, providerError("enroll "+ref.LinkID, err)
+	}
+	info, err := a.store(ctx, ref, p, entry, tok, -1)
+	if err != nil {
+		return info, err
+	}
+	// A code and its verifier are single-use: drop them now that they are
+	// spent, keeping what re-enrollment may need (passwords, parameters).
+	if grant.Value.Code != "" || grant.Value.CodeVerifier != "" {
+		g := grant.Value
+		g.Code, g.CodeVerifier = "", ""
+		if _, err := a.Secrets.WriteGrant(ctx, ref.TenantID, ref.LinkID, g, grant.Version); err != nil {
+			activity.GetLogger(ctx).Warn("could not drop spent authorization code", "link", ref.LinkID, "error", err)
+		}
+	}
+	return info, nil
+}
+
+// PollDevice makes one device-flow token request (RFC 8628). The workflow
+// waits between polls with its own timer.
+func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (workflows.DevicePoll, error) {
+	defer keepAlive(ctx)()
+	p, entry, err := a.provider(ref.Provider)
+	if err != nil {
+		return workflows.DevicePoll{}, err
+	}
+	grant, err := a.Secrets.ReadGrant(ctx, ref.TenantID, ref.LinkID)
+	if err != nil {
+		return workflows.DevicePoll{}, vaultError("poll device "+ref.LinkID, err)
+	}
+	interval := 5 * time.Second
+	if d := grant.Value.DeviceInterval; d > 0 {
+		interval = d
+	}
+	tok, err := p.Exchange(ctx, grant.Value)
+	switch {
+	case errors.Is(err, providers.ErrAuthorizationPending):
+		return workflows.DevicePoll{Pending: true, Interval: interval}, nil
+	case errors.Is(err, providers.ErrSlowDown):
+		return workflows.DevicePoll{Pending: true, Interval: interval + 5*time.Second}, nil
+	case err != nil:
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			switch pe.Code {
+			case "access_denied":
+				return workflows.DevicePoll{}, temporal.NewNonRetryableApplicationError(
+					"poll device: the end-user denied access", workflows.ErrTypeDenied, nil)
+			case "expired_token":
+				return workflows.DevicePoll{}, temporal.NewNonRetryableApplicationError(
+					"poll device: the device code expired", workflows.ErrTypeExpired, nil)
+			}
+		}
+		return workflows.DevicePoll{}, providerError("poll device "+ref.LinkID, err)
+	}
+	info, err := a.store(ctx, ref, p, entry, tok, -1)
+	if err != nil {
+		return workflows.DevicePoll{}, err
+	}
+	return workflows.DevicePoll{Token: &info}, nil
+}
+
+// Refresh trades the stored token for a fresh one and stores it with
+// check-and-set on the version it read.
+//
+// Rotation safety: the refresh token is read from Vault at the start of
+// every attempt, so a retry after a crash that happened after the Vault
+// write uses the rotated token, never the spent one; and a stored version
+// newer than the workflow knows is adopted instead of refreshed again.
+func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (workflows.TokenInfo, error) {
+	defer keepAlive(ctx)()
+	ref := in.LinkRef
+	p, entry, err := a.provider(ref.Provider)
+	if err != nil {
+		return workflows.TokenInfo{}, err
+	}
+	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
+	if err != nil {
+		return workflows.TokenInfo{}, vaultError("refresh "+ref.LinkID, err)
+	}
+	if in.KnownVersion > 0 && cur.Version > in.KnownVersion {
+		// An earlier attempt of this activity stored a fresh token and
+		// died before reporting it: adopt it instead of spending the
+		// rotated refresh token again.
+		return a.info(cur.Value, cur.Version, entry, true), nil
+	}
+
+	var tok *providers.Token
+	reenrolled := false
+	switch {
+	case cur.Value.RefreshToken != "":
+		tok, err = p.Refresh(ctx, &cur.Value)
+		if err != nil && providers.ClassOf(err) == providers.InvalidGrant {
+			// Before calling the link dead, look again: a newer token in
+			// Vault means we lost a race, not the grant.
+			if again, rerr := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID); rerr == nil && again.Version != cur.Version {
+				return a.info(again.Value, again.Version, entry, true), nil
+			}
+			// Grants whose stored credentials still work enroll again
+			// without the end-user.
+			if reenrollable(ref.GrantType) {
+				if t, rerr := a.exchangeStored(ctx, p, ref); rerr == nil {
+					tok, err, reenrolled = t, nil, true
+				}
+			}
+		}
+	case reenrollable(ref.GrantType):
+		// Client credentials (and password grants whose server issues no
+		// refresh token) "refresh" by asking again.
+		tok, err = a.exchangeStored(ctx, p, ref)
+	default:
+		err = &providers.Error{Class: providers.InvalidGrant, Op: "refresh", Code: "no_refresh_token",
+			Description: "the provider issued no refresh token; the end-user must authorize again"}
+	}
+	if errors.Is(err, secrets.ErrNotFound) || errors.Is(err, secrets.ErrUnavailable) {
+		return workflows.TokenInfo{}, vaultError("refresh "+ref.LinkID, err)
+	}
+	if err != nil {
+		return workflows.TokenInfo{}, providerError("refresh "+ref.LinkID, err)
+	}
+	info, err := a.store(ctx, ref, p, entry, tok, cur.Version)
+	info.Reenrolled = reenrolled
+	info.Rotated = tok.RefreshToken != "" && tok.RefreshToken != cur.Value.RefreshToken
+	return info, err
+}
+
+// exchangeStored obtains a token from the link's stored grant material.
+func (a *Activities) exchangeStored(ctx context.Context, p providers.Provider, ref workflows.LinkRef) (*providers.Token, error) {
+	grant, err := a.Secrets.ReadGrant(ctx, ref.TenantID, ref.LinkID)
+	if err != nil {
+		return nil, err
+	}
+	return p.Exchange(ctx, grant.Value)
+}
+
+// reenrollable grants can obtain a new token from stored credentials alone.
+func reenrollable(grantType string) bool {
+	return grantType == providers.GrantPassword || grantType == providers.GrantClientCredentials
+}
+
+// Revoke revokes a link's token at the provider (where it can) and
+// destroys its secrets. A token the provider no longer knows counts as
+// revoked; only transient failures are retried.
+func (a *Activities) Revoke(ctx context.Context, ref workflows.LinkRef) error {
+	defer keepAlive(ctx)()
+	p, _, ok := a.Providers.Get(ref.Provider)
+	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		// Never enrolled, or a previous attempt already wiped it.
+	case err != nil:
+		return vaultError("revoke "+ref.LinkID, err)
+	case ok:
+		if r, can := p.(providers.Revoker); can {
+			if err := r.Revoke(ctx, &cur.Value); err != nil && !errors.Is(err, providers.ErrUnsupported) {
+				switch providers.ClassOf(err) {
+				case providers.Transient, providers.RateLimited:
+					return providerError("revoke "+ref.LinkID, err)
+				default:
+					activity.GetLogger(ctx).Info("provider refused revocation; wiping secrets anyway",
+						"link", ref.LinkID, "error", err.Error())
+				}
+			}
+		}
+	}
+	if err := a.Secrets.DeleteLink(ctx, ref.TenantID, ref.LinkID); err != nil {
+		return vaultError("revoke "+ref.LinkID, err)
+	}
+	return nil
+}
+
+// RecordTransition writes a transition to the audit trail and the links
+// table in one transaction. The event ID makes it idempotent, and the
+// sequence number keeps a delayed write from rolling the link back.
+func (a *Activities) RecordTransition(ctx context.Context, t workflows.Transition) error {
+	st := store.LinkState{
+		TenantID:         t.TenantID,
+		LinkID:           t.LinkID,
+		Seq:              t.Seq,
+		Status:           string(t.To),
+		ExpiresAt:        timePtr(t.State.ExpiresAt),
+		RefreshExpiresAt: timePtr(t.State.RefreshExpiry),
+		NextRefreshAt:    timePtr(t.State.NextRefreshAt),
+		LastError:        t.State.LastError,
+		RefreshCount:     t.State.Refreshes,
+	}
+	if len(t.State.Metadata) > 0 {
+		st.Metadata = make(map[string]any, len(t.State.Metadata))
+		for k, v := range t.State.Metadata {
+			st.Metadata[k] = v
+		}
+	}
+	detail := map[string]any{}
+	if t.Detail != "" {
+		detail["message"] = t.Detail
+	}
+	if !t.State.ExpiresAt.IsZero() {
+		detail["expires_at"] = t.State.ExpiresAt
+	}
+	ev := store.Event{
+		ID:         t.EventID,
+		TenantID:   t.TenantID,
+		LinkID:     t.LinkID,
+		Type:       t.Type,
+		FromStatus: string(t.From),
+		ToStatus:   string(t.To),
+		Detail:     detail,
+		OccurredAt: t.At,
+	}
+	if err := a.Store.RecordTransition(ctx, st, ev); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			// The gateway creates the row before the workflow; a link
+			// started some other way has no row to update. Not fatal.
+			activity.GetLogger(ctx).Warn("link row missing; transition not recorded", "link", t.LinkID)
+			return nil
+		}
+		return fmt.Errorf("record %s: %w", t.EventID, err)
+	}
+	return nil
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}

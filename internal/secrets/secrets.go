@@ -1,0 +1,228 @@
+// Package secrets keeps every secret Tokenwarden holds in HashiCorp Vault's
+// KV v2 engine: each link's current token, the grant material needed to
+// (re)enroll it, and the client secrets the provider catalog refers to.
+//
+// Tokens and grant material live at different paths on purpose: the gateway
+// needs read access to tokens only, so a least-privilege policy can keep
+// passwords and codes away from it. Writes use KV v2 check-and-set, so two
+// writers can never silently overwrite each other's rotated refresh token.
+package secrets
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/tokenwarden/tokenwarden/providers"
+)
+
+var (
+	// ErrNotFound means nothing is stored at the path (or it was deleted).
+	ErrNotFound = errors.New("secret not found")
+	// ErrVersionConflict means a check-and-set write lost: someone wrote a
+	// newer version since it was read.
+	ErrVersionConflict = errors.New("secret changed since it was read")
+	// ErrUnavailable means Vault could not be reached or is sealed; callers
+	// retry rather than give up on a link.
+	ErrUnavailable = errors.New("vault unavailable")
+)
+
+// Store reads and writes link secrets under one path prefix of a KV v2 mount.
+type Store struct {
+	kv     *vault.KVv2
+	mount  string
+	prefix string
+}
+
+// New returns a Store for the KV v2 engine at mount, keeping everything
+// below prefix (e.g. "tokenwarden").
+func New(c *vault.Client, mount, prefix string) *Store {
+	return &Store{kv: c.KVv2(mount), mount: mount, prefix: strings.Trim(prefix, "/")}
+}
+
+// Prefix is the path prefix below the mount.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Versioned is a value read from Vault with the KV version it had, to be
+// passed back as the check-and-set version of the next write.
+type Versioned[T any] struct {
+	Value   T
+	Version int
+}
+
+// TokenPath is where a link's token lives, relative to the mount.
+func (s *Store) TokenPath(tenant, link string) string {
+	return s.prefix + "/tokens/" + tenant + "/" + link
+}
+
+// GrantPath is where a link's grant material lives, relative to the mount.
+func (s *Store) GrantPath(tenant, link string) string {
+	return s.prefix + "/grants/" + tenant + "/" + link
+}
+
+// ReadToken returns a link's current token. This is the gateway's hot path:
+// one Vault read.
+func (s *Store) ReadToken(ctx context.Context, tenant, link string) (Versioned[providers.Token], error) {
+	var v Versioned[providers.Token]
+	ver, err := s.read(ctx, s.TokenPath(tenant, link), &v.Value)
+	v.Version = ver
+	return v, err
+}
+
+// WriteToken stores a link's token if the stored version is still cas
+// (0: only if nothing is stored yet). It returns the new version.
+func (s *Store) WriteToken(ctx context.Context, tenant, link string, t providers.Token, cas int) (int, error) {
+	return s.write(ctx, s.TokenPath(tenant, link), t, cas)
+}
+
+// ReadGrant returns a link's grant material.
+func (s *Store) ReadGrant(ctx context.Context, tenant, link string) (Versioned[providers.Grant], error) {
+	var v Versioned[providers.Grant]
+	ver, err := s.read(ctx, s.GrantPath(tenant, link), &v.Value)
+	v.Version = ver
+	return v, err
+}
+
+// WriteGrant stores a link's grant material; cas < 0 writes unconditionally.
+func (s *Store) WriteGrant(ctx context.Context, tenant, link string, g providers.Grant, cas int) (int, error) {
+	return s.write(ctx, s.GrantPath(tenant, link), g, cas)
+}
+
+// DeleteLink destroys every version of a link's token and grant material.
+// Deleting what is already gone is not an error, so revocation can retry.
+func (s *Store) DeleteLink(ctx context.Context, tenant, link string) error {
+	for _, p := range []string{s.TokenPath(tenant, link), s.GrantPath(tenant, link)} {
+		if err := s.kv.DeleteMetadata(ctx, p); err != nil && !isNotFound(err) {
+			return classify("delete "+p, err)
+		}
+	}
+	return nil
+}
+
+// Resolve reads a client secret referenced by the provider catalog as
+// "path#field" (path relative to the prefix, e.g. "providers/luca#client_secret").
+func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {
+	path, field, ok := strings.Cut(ref, "#")
+	if !ok || path == "" || field == "" {
+		return "", fmt.Errorf("secret reference %q: want path#field", ref)
+	}
+	sec, err := s.kv.Get(ctx, s.prefix+"/"+strings.Trim(path, "/"))
+	if err != nil {
+		return "", classify("read "+path, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return "", fmt.Errorf("read %s: %w", path, ErrNotFound)
+	}
+	v, ok := sec.Data[field].(string)
+	if !ok || v == "" {
+		return "", fmt.Errorf("read %s: field %q is missing or not a string", path, field)
+	}
+	return v, nil
+}
+
+// PutValue stores plain string fields at a path relative to the prefix,
+// e.g. a provider's client secret during bootstrap.
+func (s *Store) PutValue(ctx context.Context, path string, fields map[string]string) error {
+	data := make(map[string]any, len(fields))
+	for k, v := range fields {
+		data[k] = v
+	}
+	if _, err := s.kv.Put(ctx, s.prefix+"/"+strings.Trim(path, "/"), data); err != nil {
+		return classify("write "+path, err)
+	}
+	return nil
+}
+
+func (s *Store) read(ctx context.Context, path string, into any) (int, error) {
+	sec, err := s.kv.Get(ctx, path)
+	if err != nil {
+		if isNotFound(err) {
+			return 0, fmt.Errorf("read %s: %w", path, ErrNotFound)
+		}
+		return 0, classify("read "+path, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return 0, fmt.Errorf("read %s: %w", path, ErrNotFound)
+	}
+	raw, ok := sec.Data["v"].(string)
+	if !ok {
+		return 0, fmt.Errorf("read %s: unexpected layout", path)
+	}
+	if err := json.Unmarshal([]byte(raw), into); err != nil {
+		// The JSON error names a type, never the value: safe to wrap.
+		return 0, fmt.Errorf("read %s: decode: %w", path, err)
+	}
+	ver := 0
+	if sec.VersionMetadata != nil {
+		ver = sec.VersionMetadata.Version
+	}
+	return ver, nil
+}
+
+// write stores value as one JSON string field: one Vault write, and the
+// shape of Token can grow without a migration.
+func (s *Store) write(ctx context.Context, path string, value any, cas int) (int, error) {
+	raw, err := json.Marshal(value)
+	if err != nil {
+		return 0, fmt.Errorf("write %s: encode: %w", path, err)
+	}
+	var opts []vault.KVOption
+	if cas >= 0 {
+		opts = append(opts, vault.WithCheckAndSet(cas))
+	}
+	sec, err := s.kv.Put(ctx, path, map[string]any{"v": string(raw)}, opts...)
+	if err != nil {
+		if isCASMismatch(err) {
+			return 0, fmt.Errorf("write %s: %w", path, ErrVersionConflict)
+		}
+		return 0, classify("write "+path, err)
+	}
+	if sec == nil || sec.VersionMetadata == nil {
+		return 0, fmt.Errorf("write %s: no version in reply", path)
+	}
+	return sec.VersionMetadata.Version, nil
+}
+
+func isNotFound(err error) bool {
+	if errors.Is(err, vault.ErrSecretNotFound) {
+		return true
+	}
+	var re *vault.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
+}
+
+func isCASMismatch(err error) bool {
+	var re *vault.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		return false
+	}
+	for _, e := range re.Errors {
+		if strings.Contains(e, "check-and-set") {
+			return true
+		}
+	}
+	return false
+}
+
+// classify marks errors that mean "Vault is down or sealed" as
+// ErrUnavailable, so callers can answer 503 and retry. Vault's own error
+// text names paths and reasons, never secret values.
+func classify(op string, err error) error {
+	var re *vault.ResponseError
+	if errors.As(err, &re) {
+		if re.StatusCode == http.StatusServiceUnavailable || re.StatusCode >= 500 {
+			return fmt.Errorf("%s: %w (HTTP %d)", op, ErrUnavailable, re.StatusCode)
+		}
+		return fmt.Errorf("%s: vault: HTTP %d: %s", op, re.StatusCode, strings.Join(re.Errors, "; "))
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	// Anything else is a transport failure: connection refused, reset, timeout.
+	return fmt.Errorf("%s: %w: %v", op, ErrUnavailable, err)
+}

@@ -1,0 +1,101 @@
+package providers
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Class sorts provider failures by what the engine should do about them.
+type Class int
+
+const (
+	// Transient failures (network, timeouts, 5xx, malformed replies) are
+	// retried with backoff; the current token may still be good.
+	Transient Class = iota
+	// RateLimited failures are retried after RetryAfter.
+	RateLimited
+	// InvalidGrant means the grant material (refresh token, code, password)
+	// is no longer accepted. Retrying the same call cannot help.
+	InvalidGrant
+	// Permanent failures need an operator or the end-user: a wrong client
+	// secret, an unauthorized client, a locked user.
+	Permanent
+)
+
+func (c Class) String() string {
+	switch c {
+	case Transient:
+		return "transient"
+	case RateLimited:
+		return "rate_limited"
+	case InvalidGrant:
+		return "invalid_grant"
+	case Permanent:
+		return "permanent"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Error is a classified provider failure. Its fields are wire facts safe to
+// log and to store as a link's last_error: never a token, a body that might
+// echo one, or a client secret.
+type Error struct {
+	Class Class
+	// Op names the call: "exchange", "refresh", "revoke", ...
+	Op string
+	// Status is the HTTP status, 0 when no response arrived.
+	Status int
+	// Code is the RFC 6749 error code (invalid_grant, ...) or the
+	// provider's own, when it gave one.
+	Code string
+	// Description is the provider's error_description, cut to 200 bytes.
+	// Providers do not put tokens there; we still cap it.
+	Description string
+	// RetryAfter is the provider's Retry-After, for RateLimited.
+	RetryAfter time.Duration
+	// Err is the underlying error (network, decoding). It must not carry a
+	// body; wrap only errors whose text is known to be free of secrets.
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := e.Op + ": " + e.Class.String()
+	if e.Status != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.Code != "" {
+		msg += ": " + e.Code
+	}
+	if e.Description != "" {
+		msg += ": " + e.Description
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err, Transient for errors that are not an
+// *Error: an unknown failure is worth a retry, never a dead link.
+func ClassOf(err error) Class {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Class
+	}
+	return Transient
+}
+
+// ErrUnsupported is returned for an operation a provider does not offer.
+var ErrUnsupported = errors.New("not supported by this provider")
+
+// capDescription keeps an error_description short enough for a log line.
+func capDescription(s string) string {
+	const max = 200
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}
