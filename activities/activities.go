@@ -167,10 +167,8 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 			}
 			// Grants whose stored credentials still work enroll again
 			// without the end-user.
-			if reenrollable(ref.GrantType) {
-				if t, rerr := a.exchangeStored(ctx, p, ref); rerr == nil {
-					tok, err, reenrolled = t, nil, true
-				}
+			if t, rerr := a.reenroll(ctx, p, ref); rerr == nil {
+				tok, err, reenrolled = t, nil, true
 			}
 		}
 	case reenrollable(ref.GrantType):
@@ -200,6 +198,23 @@ func (a *Activities) exchangeStored(ctx context.Context, p providers.Provider, r
 		return nil, err
 	}
 	return p.Exchange(ctx, grant.Value)
+}
+
+// reenroll obtains a token without the end-user after the refresh token
+// was rejected: through the provider's own re-issue call where it has one,
+// else by repeating a grant that needs only stored credentials.
+func (a *Activities) reenroll(ctx context.Context, p providers.Provider, ref workflows.LinkRef) (*providers.Token, error) {
+	if r, ok := p.(providers.Reenroller); ok {
+		grant, err := a.Secrets.ReadGrant(ctx, ref.TenantID, ref.LinkID)
+		if err != nil {
+			return nil, err
+		}
+		return r.Reenroll(ctx, grant.Value)
+	}
+	if !reenrollable(ref.GrantType) {
+		return nil, providers.ErrUnsupported
+	}
+	return a.exchangeStored(ctx, p, ref)
 }
 
 // reenrollable grants can obtain a new token from stored credentials alone.

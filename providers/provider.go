@@ -134,3 +134,19 @@ func validURL(s string) bool {
 	u, err := url.Parse(s)
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
+
+// Reenroller is implemented by providers that can obtain a fresh token for
+// a link without the end-user when its refresh token is rejected, from the
+// stored grant material (Norman re-issues tokens for a known user; a
+// password grant logs in again). The engine calls it instead of giving up
+// on invalid_grant.
+type Reenroller interface {
+	Reenroll(ctx context.Context, g Grant) (*Token, error)
+}
+
+// Verifier is implemented by providers that can check that a token works
+// against the provider's API (Norman's verify call, a GraphQL ping): a
+// link health check that means more than "not yet expired".
+type Verifier interface {
+	Verify(ctx context.Context, t *Token) error
+}

@@ -21,12 +21,14 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 	"golang.org/x/oauth2"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -61,8 +63,9 @@ type engine struct {
 	catalog  string // path of the catalog file
 	logs     *syncBuffer
 
-	mu   sync.Mutex
-	seen map[string]bool // every secret the test came across, for the leak scan
+	mu     sync.Mutex
+	seen   map[string]bool   // every secret the test came across, for the leak scan
+	grants map[string]string // workflow ID -> grant type, to name recorded histories
 }
 
 type testStack struct {
@@ -93,7 +96,7 @@ func (s *syncBuffer) String() string {
 func newEngine(t *testing.T, peerOpts oidcpeer.Options) *engine {
 	t.Helper()
 	info := testenv.StackInfo(t)
-	e := &engine{t: t, seen: map[string]bool{}, logs: &syncBuffer{}}
+	e := &engine{t: t, seen: map[string]bool{}, grants: map[string]string{}, logs: &syncBuffer{}}
 	e.info = testStack{info.TemporalAddress, info.VaultAddress, info.VaultRoleID, info.VaultSecretID, info.PostgresURL}
 	admin, ns := testenv.Temporal(t)
 	_ = admin
@@ -187,6 +190,9 @@ func (e *engine) createLink(ctx context.Context, grantType string, g providers.G
 		e.t.Fatalf("create link: %v", err)
 	}
 	g.Type = grantType
+	e.mu.Lock()
+	e.grants[workflows.WorkflowID(tenant, id)] = grantType
+	e.mu.Unlock()
 	if _, err := e.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
 		e.t.Fatalf("write grant: %v", err)
 	}
@@ -284,7 +290,7 @@ func (e *engine) token(ctx context.Context, id string) (providers.Token, int) {
 	return v.Value, v.Version
 }
 
-// scanForSecrets fails the test if any secret it came across appears in a
+// scanForSecrets replays every recorded history and fails the test if any secret it came across appears in a
 // Temporal history (every run of every workflow in the namespace), the
 // process logs, or any Postgres table of the test's schema.
 func (e *engine) scanForSecrets(ctx context.Context) {
@@ -295,15 +301,18 @@ func (e *engine) scanForSecrets(ctx context.Context) {
 	for _, ex := range it {
 		h := e.temporal.GetWorkflowHistory(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		var sb strings.Builder
+		hist := &historypb.History{}
 		for h.HasNext() {
 			ev, err := h.Next()
 			if err != nil {
 				e.t.Fatalf("history: %v", err)
 			}
+			hist.Events = append(hist.Events, ev)
 			b, _ := protojson.Marshal(ev)
 			sb.Write(b)
 		}
 		haystacks = append(haystacks, sb.String())
+		e.replay(ex.GetExecution().GetWorkflowId(), hist)
 		where = append(where, "history of "+ex.GetExecution().GetWorkflowId()+" run "+ex.GetExecution().GetRunId())
 	}
 	if len(it) == 0 {
@@ -345,6 +354,24 @@ func (e *engine) scanForSecrets(ctx context.Context) {
 		}
 	}
 	e.t.Logf("leak scan: %d secrets checked against %d workflow runs, the logs and %d tables: none found", len(e.seen), len(it), len(tables))
+}
+
+// replay runs the current workflow code against a history the real server
+// recorded: a non-deterministic change to the workflow fails here.
+func (e *engine) replay(id string, h *historypb.History) {
+	e.t.Helper()
+	r := sdkworker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(workflows.Link, workflow.RegisterOptions{Name: "Link"})
+	if err := r.ReplayWorkflowHistory(tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(e.logs, nil))), h); err != nil {
+		e.t.Errorf("replay of %s (%d events): %v", id, len(h.Events), err)
+	}
+	if dir := os.Getenv("TOKENWARDEN_RECORD_HISTORIES"); dir != "" {
+		b, _ := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+		e.mu.Lock()
+		name := e.grants[id] + ".json"
+		e.mu.Unlock()
+		_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
 }
 
 func (e *engine) listWorkflows(ctx context.Context) []*workflowpb.WorkflowExecutionInfo {

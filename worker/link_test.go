@@ -20,6 +20,7 @@ func active(st workflows.State) bool { return st.Status == workflows.StatusActiv
 // a minute of wall time: every token read from Vault must be unexpired and
 // active at the server, and the link must refresh on its own.
 func TestAuthCodeLinkStaysFresh(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, RequireOfflineAccess: true})
 	e.startWorker()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -132,6 +133,7 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 // TestClientCredentialsAndDeviceLinksStayFresh runs the two grants that
 // need no browser redirect side by side.
 func TestClientCredentialsAndDeviceLinksStayFresh(t *testing.T) {
+	t.Parallel()
 	e := newEngine(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, ClientCredentialsTTL: 5 * time.Second})
 	e.startWorker()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
