@@ -45,6 +45,11 @@ func Link(ctx workflow.Context, p LinkParams) error {
 		return err
 	}
 	err := l.run(ctx)
+	if err == nil && l.revokeRequested != nil && l.st.Status != StatusRevoked {
+		// A revoke that arrived as the link ended (failed) still wipes
+		// its secrets: revoking is always possible and always final.
+		err = l.revoke(ctx)
+	}
 	// Let update handlers (a revoke waiting for its answer) finish before
 	// the run ends, whether it completes or continues as new.
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
@@ -192,7 +197,7 @@ func (l *link) validateRevoke(ctx workflow.Context, req RevokeRequest) error {
 // handleRevoke asks the main loop to revoke and waits until it has.
 func (l *link) handleRevoke(ctx workflow.Context, req RevokeRequest) (State, error) {
 	l.requestRevoke(req)
-	if err := workflow.Await(ctx, func() bool { return l.st.Status.Terminal() }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return l.st.Status == StatusRevoked }); err != nil {
 		return State{}, err
 	}
 	return l.st, nil

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"strings"
+	"time"
+)
+
+// config is everything the worker and gateway need to reach their
+// dependencies. Every field has a flag and an environment variable; flags
+// win. Defaults match `make dev`.
+type config struct {
+	TemporalAddress   string
+	TemporalNamespace string
+	VaultAddress      string
+	VaultToken        string
+	VaultRoleID       string
+	VaultSecretID     string
+	VaultMount        string
+	VaultPrefix       string
+	DatabaseURL       string
+	Catalog           string
+	Listen            string
+	PublicURL         string
+	ReturnOrigins     string
+	BootstrapAPIKey   string
+	ShutdownTimeout   time.Duration
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// register adds the flags of the dependency connections to fs.
+func (c *config) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.TemporalAddress, "temporal-address", env("TOKENWARDEN_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (TOKENWARDEN_TEMPORAL_ADDRESS)")
+	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", env("TOKENWARDEN_TEMPORAL_NAMESPACE", "tokenwarden"), "Temporal namespace (TOKENWARDEN_TEMPORAL_NAMESPACE)")
+	fs.StringVar(&c.VaultAddress, "vault-address", env("VAULT_ADDR", "http://127.0.0.1:8200"), "Vault address (VAULT_ADDR)")
+	fs.StringVar(&c.VaultMount, "vault-mount", env("TOKENWARDEN_VAULT_MOUNT", "secret"), "KV v2 mount (TOKENWARDEN_VAULT_MOUNT)")
+	fs.StringVar(&c.VaultPrefix, "vault-prefix", env("TOKENWARDEN_VAULT_PREFIX", "tokenwarden"), "path prefix inside the mount (TOKENWARDEN_VAULT_PREFIX)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("TOKENWARDEN_DATABASE_URL", "postgres://tokenwarden@127.0.0.1:5433/tokenwarden?sslmode=disable"), "PostgreSQL URL (TOKENWARDEN_DATABASE_URL)")
+	fs.StringVar(&c.Catalog, "catalog", env("TOKENWARDEN_CATALOG", "deployments/dev/catalog.yaml"), "provider catalog YAML (TOKENWARDEN_CATALOG)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain on SIGTERM")
+	// Secrets come from the environment only: a flag would show in ps.
+	c.VaultToken = os.Getenv("VAULT_TOKEN")
+	c.VaultRoleID = os.Getenv("TOKENWARDEN_VAULT_ROLE_ID")
+	c.VaultSecretID = os.Getenv("TOKENWARDEN_VAULT_SECRET_ID")
+	c.BootstrapAPIKey = os.Getenv("TOKENWARDEN_BOOTSTRAP_API_KEY")
+}
+
+// registerGateway adds the gateway's own flags.
+func (c *config) registerGateway(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", env("TOKENWARDEN_LISTEN", "127.0.0.1:8080"), "gateway listen address (TOKENWARDEN_LISTEN)")
+	fs.StringVar(&c.PublicURL, "public-url", env("TOKENWARDEN_PUBLIC_URL", ""), "URL the browser reaches the gateway at, for the OAuth callback (TOKENWARDEN_PUBLIC_URL; default http://<listen>)")
+	fs.StringVar(&c.ReturnOrigins, "return-origins", env("TOKENWARDEN_RETURN_ORIGINS", ""), "comma-separated origins allowed as return_url after consent (TOKENWARDEN_RETURN_ORIGINS)")
+}
+
+func (c *config) publicURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	return "http://" + c.Listen
+}
+
+func (c *config) returnOrigins() []string {
+	var out []string
+	for _, o := range strings.Split(c.ReturnOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/tokenwarden/tokenwarden/internal/health"
+	"github.com/tokenwarden/tokenwarden/internal/secrets"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/providers/builtin"
+)
+
+// deps are the live connections of a worker or gateway process.
+type deps struct {
+	temporal client.Client
+	vault    *vault.Client
+	pool     *pgxpool.Pool
+	store    *store.Store
+	secrets  *secrets.Store
+	registry *providers.Registry
+	checks   []health.Check
+	logger   *slog.Logger
+}
+
+func (d *deps) close() {
+	if d.temporal != nil {
+		d.temporal.Close()
+	}
+	if d.pool != nil {
+		d.pool.Close()
+	}
+}
+
+// connect reaches Temporal, Vault and Postgres, waiting (with a message
+// naming whatever is missing) until all three answer, then opens the
+// provider catalog.
+func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Writer) (*deps, error) {
+	d := &deps{logger: logger}
+	var err error
+	if d.temporal, err = client.NewLazyClient(client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(logger),
+	}); err != nil {
+		return nil, fmt.Errorf("temporal client: %w", err)
+	}
+	vcfg := vault.DefaultConfig()
+	vcfg.Address = cfg.VaultAddress
+	vcfg.MaxRetries = 0 // the activities retry; a hidden retry loop only hides outages
+	if d.vault, err = vault.NewClient(vcfg); err != nil {
+		d.close()
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("database URL: %w (set TOKENWARDEN_DATABASE_URL to postgres://user@host:port/db)", err)
+	}
+	if d.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		d.close()
+		return nil, fmt.Errorf("postgres pool: %w", err)
+	}
+	d.checks = []health.Check{
+		health.Temporal(d.temporal, cfg.TemporalAddress),
+		health.Vault(d.vault),
+		health.Postgres(d.pool),
+	}
+	if err := health.WaitFor(ctx, stderr, d.checks...); err != nil {
+		d.close()
+		return nil, err
+	}
+	if err := vaultAuth(ctx, d.vault, cfg, logger); err != nil {
+		d.close()
+		return nil, err
+	}
+	d.store = store.New(d.pool)
+	d.secrets = secrets.New(d.vault, cfg.VaultMount, cfg.VaultPrefix)
+
+	cat, err := providers.LoadFile(cfg.Catalog, builtin.Kinds)
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("provider catalog %s: %w", cfg.Catalog, err)
+	}
+	for _, w := range cat.Warnings {
+		logger.Warn("provider catalog", "warning", w)
+	}
+	resolve := func(ctx context.Context, ref providers.SecretRef) (string, error) {
+		return d.secrets.Resolve(ctx, ref.Vault)
+	}
+	if d.registry, err = cat.Open(ctx, resolve, nil); err != nil {
+		d.close()
+		return nil, fmt.Errorf("provider catalog %s: %w", cfg.Catalog, err)
+	}
+	return d, nil
+}
+
+// vaultAuth gives the Vault client a token: VAULT_TOKEN as is, or an
+// AppRole login (TOKENWARDEN_VAULT_ROLE_ID/SECRET_ID) renewed in the
+// background for as long as ctx lives. The root token is never needed.
+func vaultAuth(ctx context.Context, c *vault.Client, cfg *config, logger *slog.Logger) error {
+	if cfg.VaultRoleID == "" {
+		if cfg.VaultToken == "" {
+			return errors.New("no Vault credentials: set TOKENWARDEN_VAULT_ROLE_ID and TOKENWARDEN_VAULT_SECRET_ID (AppRole) or VAULT_TOKEN")
+		}
+		c.SetToken(cfg.VaultToken)
+		return nil
+	}
+	ttl, err := approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			// Log in again at two thirds of the token's life.
+			wait := ttl * 2 / 3
+			if wait < 10*time.Second {
+				wait = 10 * time.Second
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if ttl, err = approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID); err != nil {
+				logger.Error("vault AppRole login failed; retrying", "error", err)
+				ttl = 15 * time.Second
+			}
+		}
+	}()
+	return nil
+}
+
+func approleLogin(ctx context.Context, c *vault.Client, roleID, secretID string) (time.Duration, error) {
+	// Log in on a token-less copy: the current token may have expired.
+	lc, err := c.Clone()
+	if err != nil {
+		return 0, err
+	}
+	lc.ClearToken()
+	sec, err := lc.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+		"role_id": roleID, "secret_id": secretID,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("vault AppRole login at %s: %w", c.Address(), err)
+	}
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		return 0, fmt.Errorf("vault AppRole login at %s: no token in reply", c.Address())
+	}
+	c.SetToken(sec.Auth.ClientToken)
+	return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	tokenwarden "github.com/tokenwarden/tokenwarden"
+	"github.com/tokenwarden/tokenwarden/internal/devstack"
+	"github.com/tokenwarden/tokenwarden/internal/oidcpeer"
+	"github.com/tokenwarden/tokenwarden/internal/secrets"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// runDev starts everything a developer needs, in the foreground: the
+// three services, the OIDC peer, migrations, a dev API key, the worker and
+// the gateway. Ctrl-C stops it all; state stays in the data folder.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".dev", "data folder for all state (delete it, or `make reset`, to start over)")
+	binDir := fs.String("bin", env("TOKENWARDEN_BIN", filepath.Join(os.Getenv("HOME"), ".cache", "tokenwarden", "bin")), "folder with the temporal and vault binaries (deployments/dev/tools.sh builds them)")
+	listen := fs.String("listen", "127.0.0.1:8080", "gateway listen address")
+	peerPort := fs.Int("oidc-peer-port", 9400, "port of the local OIDC peer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := newLogger(stderr)
+	fmt.Fprintf(stdout, "tokenwarden dev: starting Temporal, Vault and PostgreSQL in %s (logs in %s/logs)\n", *dir, *dir)
+
+	stack, err := devstack.Start(ctx, devstack.Options{
+		Dir:    *dir,
+		BinDir: *binDir,
+		Ports:  devstack.DevPorts,
+		Log:    stdout,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "tokenwarden dev: stopping")
+		if err := stack.Stop(); err != nil {
+			fmt.Fprintf(stderr, "tokenwarden dev: stop: %v\n", err)
+		}
+	}()
+	info := stack.Info()
+
+	callback := "http://" + *listen + "/v1/oauth/callback"
+	peer, err := oidcpeer.Start(ctx, oidcpeer.Options{
+		Port:                 *peerPort,
+		AccessTokenTTL:       30 * time.Second,
+		ClientCredentialsTTL: 30 * time.Second,
+		RedirectURIs:         []string{callback},
+		Log:                  logFile(*dir, "oidc-peer.log"),
+	})
+	if err != nil {
+		return fmt.Errorf("oidc peer: %w", err)
+	}
+	defer peer.Close()
+
+	// The peer's client secret goes where the catalog points: Vault.
+	vc, err := vault.NewClient(&vault.Config{Address: info.VaultAddress})
+	if err != nil {
+		return err
+	}
+	vc.SetToken(info.VaultToken)
+	if err := secrets.New(vc, info.VaultMount, "tokenwarden").PutValue(ctx, "providers/oidc-peer",
+		map[string]string{"client_secret": peer.ClientSecret}); err != nil {
+		return fmt.Errorf("store the OIDC peer's client secret: %w", err)
+	}
+
+	if err := migrate(ctx, info.PostgresURL, -1, io.Discard); err != nil {
+		return err
+	}
+	apiKey := os.Getenv("TOKENWARDEN_BOOTSTRAP_API_KEY")
+	if apiKey == "" {
+		apiKey = devAPIKey(*dir)
+	}
+
+	cfg := config{
+		TemporalAddress:   info.TemporalAddress,
+		TemporalNamespace: info.TemporalNamespace,
+		VaultAddress:      info.VaultAddress,
+		VaultRoleID:       info.VaultRoleID,
+		VaultSecretID:     info.VaultSecretID,
+		VaultMount:        info.VaultMount,
+		VaultPrefix:       "tokenwarden",
+		DatabaseURL:       info.PostgresURL,
+		Catalog:           env("TOKENWARDEN_CATALOG", "deployments/dev/catalog.yaml"),
+		Listen:            *listen,
+		BootstrapAPIKey:   apiKey,
+		ShutdownTimeout:   5 * time.Second,
+	}
+	d, err := connect(ctx, &cfg, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := bootstrapKey(ctx, d.store, apiKey); err != nil {
+		return err
+	}
+
+	errc := make(chan error, 3)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { errc <- serveWorker(runCtx, d, logger) }()
+	go func() { errc <- serveGateway(runCtx, d, &cfg, logger) }()
+	go func() { errc <- stack.Wait() }()
+
+	gatewayURL := "http://" + *listen
+	fmt.Fprintf(stdout, `
+Tokenwarden is running.
+  Gateway      %[1]s   (health: %[1]s/readyz, API docs: %[1]s/docs)
+  Temporal UI  %[2]s/namespaces/%[3]s/workflows
+  Temporal     %[4]s   (namespace %[3]s)
+  Vault        %[5]s   (root token in %[6]s/vault/init.json)
+  PostgreSQL   %[7]s
+  OIDC peer    %[8]s   (any username logs in)
+  API key      %[9]s   (tenant "default")
+
+Try:
+  export TOKENWARDEN_API_KEY=%[9]s
+  go run ./cmd/tokenwarden links create --provider oidc-peer --user alice --grant client_credentials
+  curl -s -H "Authorization: Bearer $TOKENWARDEN_API_KEY" %[1]s/v1/links
+
+Ctrl-C stops everything; state stays in %[6]s (make reset deletes it).
+`, gatewayURL, info.TemporalUIURL, info.TemporalNamespace, info.TemporalAddress, info.VaultAddress, *dir,
+		info.PostgresURL, peer.Issuer, apiKey)
+
+	go seedDemo(runCtx, gatewayURL, apiKey, logger)
+
+	select {
+	case <-ctx.Done():
+		cancel()
+		return nil
+	case err := <-errc:
+		cancel()
+		return err
+	}
+}
+
+// devAPIKey returns the dev stack's API key, made once and kept in the
+// data folder so that it survives restarts.
+func devAPIKey(dir string) string {
+	path := filepath.Join(dir, "api-key")
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return string(b)
+	}
+	buf := make([]byte, 24)
+	_, _ = rand.Read(buf)
+	key := "tw_dev_" + base64.RawURLEncoding.EncodeToString(buf)
+	_ = os.WriteFile(path, []byte(key), 0o600)
+	return key
+}
+
+func logFile(dir, name string) io.Writer {
+	_ = os.MkdirAll(filepath.Join(dir, "logs"), 0o755)
+	f, err := os.OpenFile(filepath.Join(dir, "logs", name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return io.Discard
+	}
+	return f
+}
+
+// seedDemo creates a client-credentials link at the OIDC peer through the
+// gateway (so it takes the same path as any caller's), so that a new user
+// sees a live lifecycle in the Temporal UI at once. The idempotency key
+// makes restarts reuse it.
+func seedDemo(ctx context.Context, gatewayURL, apiKey string, logger *slog.Logger) {
+	c := tokenwarden.NewClient(gatewayURL, apiKey)
+	for ctx.Err() == nil {
+		l, err := c.CreateLink(ctx, tokenwarden.CreateLinkRequest{
+			Provider: "oidc-peer", UserID: "demo", Grant: "client_credentials",
+		}, "dev-demo-oidc-peer")
+		if err == nil {
+			logger.Info("demo link", "link", l.ID, "status", l.Status)
+			return
+		}
+		// The gateway may still be starting.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/gateway"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/worker"
+)
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := newLogger(stderr)
+	d, err := connect(ctx, &cfg, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	return serveWorker(ctx, d, logger)
+}
+
+// serveWorker runs the link worker until ctx ends.
+func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
+	acts := &activities.Activities{Providers: d.registry, Secrets: d.secrets, Store: d.store}
+	w := worker.New(d.temporal, acts, sdkworker.Options{})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	logger.Info("worker started", "task_queue", "tokenwarden-links")
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg.register(fs)
+	cfg.registerGateway(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger := newLogger(stderr)
+	d, err := connect(ctx, &cfg, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if err := bootstrapKey(ctx, d.store, cfg.BootstrapAPIKey); err != nil {
+		return err
+	}
+	return serveGateway(ctx, d, &cfg, logger)
+}
+
+// bootstrapKey registers TOKENWARDEN_BOOTSTRAP_API_KEY for tenant
+// "default", so a fresh install has one working key.
+func bootstrapKey(ctx context.Context, st *store.Store, key string) error {
+	if key == "" {
+		return nil
+	}
+	if _, err := st.EnsureTenant(ctx, store.DefaultTenantID, "Default tenant"); err != nil {
+		return fmt.Errorf("bootstrap tenant: %w", err)
+	}
+	if _, err := st.InsertAPIKeyHash(ctx, store.DefaultTenantID, "bootstrap", key); err != nil {
+		return fmt.Errorf("bootstrap API key (TOKENWARDEN_BOOTSTRAP_API_KEY): %w", err)
+	}
+	return nil
+}
+
+// serveGateway serves the REST API until ctx ends, then drains.
+func serveGateway(ctx context.Context, d *deps, cfg *config, logger *slog.Logger) error {
+	srv := gateway.New(gateway.Deps{
+		Temporal:  d.temporal,
+		Store:     d.store,
+		Secrets:   d.secrets,
+		Providers: d.registry,
+		Checks:    d.checks,
+		Logger:    logger,
+	}, gateway.Config{
+		PublicURL:            cfg.publicURL(),
+		AllowedReturnOrigins: cfg.returnOrigins(),
+	})
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w (set TOKENWARDEN_LISTEN to a free address)", cfg.Listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	logger.Info("gateway listening", "address", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("gateway: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway shutdown: %w", err)
+	}
+	return nil
+}
+
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("database-url", env("TOKENWARDEN_DATABASE_URL", "postgres://tokenwarden@127.0.0.1:5433/tokenwarden?sslmode=disable"), "PostgreSQL URL (TOKENWARDEN_DATABASE_URL)")
+	down := fs.Int("down-to", -1, "migrate down to this version instead of up (0 removes everything)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	return migrate(ctx, *dsn, *down, stdout)
+}
+
+func migrate(ctx context.Context, dsn string, downTo int, stdout io.Writer) error {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("database URL: %w", err)
+	}
+	defer pool.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(cctx); err != nil {
+		return fmt.Errorf("PostgreSQL at %s is unreachable: %w (is it running? `make dev` starts one)", pool.Config().ConnConfig.Host, err)
+	}
+	if downTo >= 0 {
+		if err := store.MigrateDown(ctx, pool, downTo); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "migrated down to version %d\n", downTo)
+		return nil
+	}
+	if err := store.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	ms, _ := store.Migrations()
+	fmt.Fprintf(stdout, "database is at version %d\n", len(ms))
+	return nil
+}
+
+var _ = os.Getenv

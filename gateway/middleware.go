@@ -1,0 +1,280 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"math"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+const (
+	ctxRequestID = "tokenwarden.request_id"
+	ctxTenant    = "tokenwarden.tenant"
+	ctxKeyID     = "tokenwarden.key_id"
+
+	// apiKeyCacheTTL is how long a successful key lookup is trusted: a
+	// revoked key keeps working on a replica for up to this long, the
+	// price of not hitting PostgreSQL on every token read.
+	apiKeyCacheTTL = 30 * time.Second
+	// maxRequestIDLen bounds a caller-chosen X-Request-ID.
+	maxRequestIDLen = 128
+)
+
+func requestIDOf(c *gin.Context) string { return c.GetString(ctxRequestID) }
+func tenantOf(c *gin.Context) string    { return c.GetString(ctxTenant) }
+
+// routeOf is the route template ("/v1/links/:id/token"), never the raw
+// URL: query strings carry authorization codes and states.
+func routeOf(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
+}
+
+// requestID echoes a sane X-Request-ID or makes one, so that a caller's
+// report and our logs meet.
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	c.Set(ctxRequestID, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+// validRequestID keeps caller-chosen IDs to characters that cannot forge
+// log lines or headers.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for _, r := range id {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_', r == '.', r == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// accessLog writes one structured line per request and feeds the HTTP
+// metrics. It logs the route template, not the URL.
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	elapsed := time.Since(start)
+	route := routeOf(c)
+	code := c.Writer.Status()
+	s.metrics.observeRequest(route, c.Request.Method, code, elapsed)
+	attrs := []any{
+		"request_id", requestIDOf(c),
+		"method", c.Request.Method,
+		"route", route,
+		"status", code,
+		"duration_ms", float64(elapsed.Microseconds()) / 1000,
+		"bytes", c.Writer.Size(),
+	}
+	if t := tenantOf(c); t != "" {
+		attrs = append(attrs, "tenant", t)
+	}
+	if id := c.Param("id"); id != "" {
+		attrs = append(attrs, "link", id)
+	}
+	s.log.Info("http request", attrs...)
+}
+
+// recovery turns a panic into the JSON internal error. The stack goes to
+// the log; the body says nothing about it.
+func (s *Server) recovery(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if err, ok := r.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+				panic(r)
+			}
+			s.log.Error("panic in handler", "request_id", requestIDOf(c), "route", routeOf(c),
+				"stack", string(debug.Stack()))
+			if c.Writer.Written() {
+				c.Abort()
+				return
+			}
+			s.fail(c, &apiError{status: http.StatusInternalServerError, code: CodeInternal,
+				msg: "internal error; quote the request ID when reporting it"})
+		}
+	}()
+	c.Next()
+}
+
+// limitBody caps request bodies. A declared length over the limit is
+// refused at once; a body that grows past it fails its decoding.
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		s.fail(c, errBodyTooLarge(s.cfg.MaxBodyBytes))
+		return
+	}
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	}
+	c.Next()
+}
+
+func errBodyTooLarge(limit int64) *apiError {
+	return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge,
+		"request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+}
+
+// authenticate resolves the bearer API key to its tenant.
+func (s *Server) authenticate(c *gin.Context) {
+	key, ok := bearer(c.GetHeader("Authorization"))
+	if !ok {
+		c.Header("WWW-Authenticate", `Bearer realm="tokenwarden"`)
+		s.fail(c, newError(http.StatusUnauthorized, CodeUnauthorized, "missing API key: send Authorization: Bearer <key>"))
+		return
+	}
+	k, err := s.lookupKey(c, key)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			c.Header("WWW-Authenticate", `Bearer realm="tokenwarden", error="invalid_token"`)
+			s.fail(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid or revoked API key"))
+			return
+		}
+		s.fail(c, err)
+		return
+	}
+	c.Set(ctxTenant, k.TenantID)
+	c.Set(ctxKeyID, k.ID)
+	c.Next()
+}
+
+func bearer(h string) (string, bool) {
+	scheme, key, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	key = strings.TrimSpace(key)
+	return key, key != "" && len(key) <= 512
+}
+
+func (s *Server) lookupKey(c *gin.Context, key string) (store.APIKey, error) {
+	sum := sha256.Sum256([]byte(key))
+	now := time.Now()
+	if k, ok := s.keys.get(sum, now); ok {
+		return k, nil
+	}
+	k, err := s.store.LookupAPIKey(c.Request.Context(), key)
+	if err != nil {
+		return store.APIKey{}, err
+	}
+	s.keys.put(sum, k, now)
+	return k, nil
+}
+
+// keyCache remembers successful API key lookups by the key's SHA-256, so
+// the key itself is never held beyond the request. Failed lookups are not
+// cached: a key created a moment ago works at once.
+type keyCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[[32]byte]keyEntry
+}
+
+type keyEntry struct {
+	key   store.APIKey
+	until time.Time
+}
+
+// maxCachedKeys bounds the cache; past it, expired entries are dropped
+// and, if that is not enough, everything.
+const maxCachedKeys = 10000
+
+func newKeyCache(ttl time.Duration) *keyCache {
+	return &keyCache{ttl: ttl, entries: make(map[[32]byte]keyEntry)}
+}
+
+func (kc *keyCache) get(sum [32]byte, now time.Time) (store.APIKey, bool) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	e, ok := kc.entries[sum]
+	if !ok || !now.Before(e.until) {
+		return store.APIKey{}, false
+	}
+	return e.key, true
+}
+
+func (kc *keyCache) put(sum [32]byte, k store.APIKey, now time.Time) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if len(kc.entries) >= maxCachedKeys {
+		for h, e := range kc.entries {
+			if !now.Before(e.until) {
+				delete(kc.entries, h)
+			}
+		}
+		if len(kc.entries) >= maxCachedKeys {
+			clear(kc.entries)
+		}
+	}
+	kc.entries[sum] = keyEntry{key: k, until: now.Add(kc.ttl)}
+}
+
+// rateLimit applies the per-key token bucket.
+func (s *Server) rateLimit(c *gin.Context) {
+	lim := s.limits.get(c.GetString(ctxKeyID))
+	r := lim.Reserve()
+	if d := r.Delay(); d > 0 || !r.OK() {
+		r.Cancel()
+		secs := 1
+		if r.OK() {
+			secs = max(1, int(math.Ceil(d.Seconds())))
+		}
+		e := newError(http.StatusTooManyRequests, CodeRateLimited, "too many requests for this API key; slow down")
+		e.retryAfter = secs
+		s.fail(c, e)
+		return
+	}
+	c.Next()
+}
+
+// limiters holds one token bucket per API key ID. Key IDs are few (an
+// operator creates them), so the map needs no eviction.
+type limiters struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	byKey map[string]*rate.Limiter
+}
+
+func newLimiters(limit rate.Limit, burst int) *limiters {
+	return &limiters{limit: limit, burst: burst, byKey: make(map[string]*rate.Limiter)}
+}
+
+func (l *limiters) get(keyID string) *rate.Limiter {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.byKey[keyID]
+	if !ok {
+		lim = rate.NewLimiter(l.limit, l.burst)
+		l.byKey[keyID] = lim
+	}
+	return lim
+}

@@ -1,0 +1,506 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/secrets"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/workflows"
+)
+
+// maxMinTTL bounds ?min_ttl: nobody needs a token valid for more than a
+// day, and providers rarely issue one.
+const maxMinTTL = 86400
+
+type tokenResponse struct {
+	AccessToken string    `json:"access_token"`
+	TokenType   string    `json:"token_type"`
+	ExpiresAt   time.Time `json:"expires_at,omitzero"`
+	Scopes      []string  `json:"scopes"`
+}
+
+// getToken is the hot path: one Vault read when the stored token is fresh
+// enough, which it nearly always is, since the workflow refreshes ahead of
+// expiry. Only when it is not does the request wait for the link's
+// workflow to refresh, the one refresher, so concurrent readers share a
+// single provider call.
+func (s *Server) getToken(c *gin.Context) {
+	id, ok := s.linkID(c)
+	if !ok {
+		return
+	}
+	need := s.cfg.TokenMargin
+	if raw, ok := c.GetQuery("min_ttl"); ok {
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < 0 || n > maxMinTTL {
+			s.fail(c, errBadRequest(fmt.Sprintf(`"min_ttl" must be an integer number of seconds from 0 to %d`, maxMinTTL)))
+			return
+		}
+		need = max(need, time.Duration(n)*time.Second)
+	}
+	ctx := c.Request.Context()
+	tenant := tenantOf(c)
+
+	tok, err := s.secrets.ReadToken(ctx, tenant, id)
+	if err != nil {
+		s.fail(c, s.missingToken(ctx, tenant, id, err))
+		return
+	}
+	now := s.now()
+	if !fresh(tok.Value, now, need) {
+		if err := s.syncRefresh(ctx, tenant, id, now.Add(need)); err != nil {
+			s.fail(c, err)
+			return
+		}
+		if tok, err = s.secrets.ReadToken(ctx, tenant, id); err != nil {
+			s.fail(c, s.missingToken(ctx, tenant, id, err))
+			return
+		}
+		now = s.now()
+		// A provider may issue tokens shorter than asked for; such a
+		// token is still served, an expired one never.
+		if !tok.Value.Expiry.IsZero() && !tok.Value.Expiry.After(now) {
+			s.fail(c, &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
+				msg: "the refreshed token is already expired; retry later", retryAfter: retryAfterSeconds})
+			return
+		}
+	}
+	s.serveToken(c, tenant, id, tok.Value, now)
+}
+
+// fresh reports whether t is valid for at least need from now. A token
+// without a known expiry is taken as valid: the workflow refreshes it on
+// its default lifetime.
+func fresh(t providers.Token, now time.Time, need time.Duration) bool {
+	return t.AccessToken != "" && (t.Expiry.IsZero() || t.Expiry.After(now.Add(need)))
+}
+
+func (s *Server) serveToken(c *gin.Context, tenant, id string, t providers.Token, now time.Time) {
+	tokenType := t.TokenType
+	if tokenType == "" {
+		tokenType = "Bearer"
+	}
+	scopes := t.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	if !t.Expiry.IsZero() {
+		s.metrics.tokenRemaining.Observe(t.Expiry.Sub(now).Seconds())
+	}
+	s.countServed(tenant, id)
+	c.Header("Cache-Control", "no-store")
+	c.Header("Pragma", "no-cache")
+	c.JSON(http.StatusOK, tokenResponse{AccessToken: t.AccessToken, TokenType: tokenType,
+		ExpiresAt: t.Expiry.UTC(), Scopes: scopes})
+}
+
+// missingToken explains why Vault has no token for the link: the rare
+// path, so it may ask PostgreSQL.
+func (s *Server) missingToken(ctx context.Context, tenant, id string, err error) error {
+	if !errors.Is(err, secrets.ErrNotFound) {
+		return err
+	}
+	return s.linkStateError(ctx, tenant, id, nil)
+}
+
+// linkStateError answers from the link's stored status why it cannot
+// give what was asked. fallback is used for a link whose status does not
+// explain it (nil: 503 refresh_failed).
+func (s *Server) linkStateError(ctx context.Context, tenant, id string, fallback error) error {
+	link, err := s.store.GetLink(ctx, tenant, id)
+	if err != nil {
+		return storeError(err)
+	}
+	if e := statusError(link.Status, link.LastError); e != nil {
+		return e
+	}
+	if fallback != nil {
+		return fallback
+	}
+	return &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
+		msg: "the link has no usable token right now; retry later", retryAfter: retryAfterSeconds}
+}
+
+// statusError is the answer for a link in a status that has no token to
+// give, nil for the others.
+func statusError(status, lastError string) *apiError {
+	switch workflows.Status(status) {
+	case workflows.StatusRevoked:
+		return errConflict(CodeLinkRevoked, "the link was revoked")
+	case workflows.StatusPendingAuthorization, statusPending:
+		return errConflict(CodeLinkPending, "the link is waiting for authorization and has no token yet")
+	case workflows.StatusFailed:
+		return errConflict(CodeLinkFailed, withReason("the link failed and has no token", lastError))
+	case workflows.StatusReauthRequired:
+		return errConflict(CodeReauthRequired,
+			withReason("the link needs re-authorization: POST /v1/links/{id}/reauthorize", lastError))
+	}
+	return nil
+}
+
+// withReason appends a link's last_error, which the workflow builds from
+// wire facts only (status, OAuth error code).
+func withReason(msg, reason string) string {
+	if reason == "" {
+		return msg
+	}
+	return msg + " (" + reason + ")"
+}
+
+// syncRefresh asks the link's workflow for a token valid until at least
+// until and waits, bounded by RefreshWait.
+func (s *Server) syncRefresh(ctx context.Context, tenant, id string, until time.Time) error {
+	_, err := s.update(ctx, s.cfg.RefreshWait, tenant, id, workflows.UpdateRefresh,
+		workflows.RefreshRequest{MinValidUntil: until})
+	outcome := refreshOK
+	if err != nil {
+		err = s.refreshError(ctx, tenant, id, err)
+		var ae *apiError
+		switch {
+		case errors.As(err, &ae) && ae.code == CodeReauthRequired:
+			outcome = refreshReauth
+		case errors.As(err, &ae) && ae.status == http.StatusConflict:
+			outcome = refreshRejected
+		case errors.Is(err, context.DeadlineExceeded), isTimeout(err):
+			outcome = refreshTimeout
+		case errors.As(err, &ae) && ae.code == CodeUnavailable:
+			outcome = refreshUnavailable
+		default:
+			outcome = refreshFailed
+		}
+	}
+	s.metrics.syncRefreshes.WithLabelValues(outcome).Inc()
+	return err
+}
+
+// update runs an update on the link's workflow and waits for its result.
+func (s *Server) update(ctx context.Context, wait time.Duration, tenant, id, name string, arg any) (client.WorkflowUpdateHandle, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	h, err := s.d.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   workflows.WorkflowID(tenant, id),
+		UpdateName:   name,
+		Args:         []any{arg},
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, h.Get(ctx, nil)
+}
+
+// refreshError maps the failure of a refresh update. A refused update
+// names the link's status ("link is reauth_required"), a failed one
+// carries the status as its error type.
+func (s *Server) refreshError(ctx context.Context, tenant, id string, err error) error {
+	if gone(err) {
+		return s.linkStateError(ctx, tenant, id, nil)
+	}
+	if st, ok := refusedStatus(err); ok {
+		if e := statusError(st, ""); e != nil {
+			if st == string(workflows.StatusReauthRequired) || st == string(workflows.StatusFailed) {
+				// The row carries the reason; the update error only the
+				// status.
+				if link, gerr := s.store.GetLink(ctx, tenant, id); gerr == nil {
+					if e2 := statusError(st, link.LastError); e2 != nil {
+						return e2
+					}
+				}
+			}
+			return e
+		}
+	}
+	switch {
+	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
+			msg: "the refresh did not finish in time; retry later", retryAfter: retryAfterSeconds, cause: err}
+	case isTemporalDown(err):
+		return errUnavailable("Temporal", err)
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		// The provider failed transiently (the link is degraded): the
+		// workflow retries with backoff.
+		return &apiError{status: http.StatusBadGateway, code: CodeRefreshFailed,
+			msg: "the provider could not refresh the token; retry later", retryAfter: retryAfterSeconds, cause: err}
+	}
+	return &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
+		msg: "the refresh failed; retry later", retryAfter: retryAfterSeconds, cause: err}
+}
+
+// gone reports that the link's workflow does not exist or has ended.
+func gone(err error) bool {
+	var nf *serviceerror.NotFound
+	return errors.As(err, &nf)
+}
+
+func isTimeout(err error) bool {
+	var te *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	return errors.As(err, &te)
+}
+
+// refusedStatus extracts the link status an update failure reports.
+func refusedStatus(err error) (string, bool) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return "", false
+	}
+	for _, st := range []workflows.Status{workflows.StatusReauthRequired, workflows.StatusRevoked,
+		workflows.StatusPendingAuthorization, workflows.StatusFailed} {
+		if appErr.Type() == string(st) || strings.Contains(appErr.Message(), "link is "+string(st)) {
+			return string(st), true
+		}
+	}
+	if strings.Contains(appErr.Message(), "already revoked") {
+		return string(workflows.StatusRevoked), true
+	}
+	return "", false
+}
+
+// refreshLink forces a refresh now, whatever the current token's expiry.
+func (s *Server) refreshLink(c *gin.Context) {
+	id, ok := s.linkID(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	tenant := tenantOf(c)
+	h, err := s.update(ctx, max(s.cfg.RefreshWait, 30*time.Second), tenant, id,
+		workflows.UpdateRefresh, workflows.RefreshRequest{})
+	if err != nil {
+		s.fail(c, s.refreshError(ctx, tenant, id, err))
+		return
+	}
+	var res workflows.RefreshResult
+	if err := h.Get(ctx, &res); err != nil {
+		s.fail(c, s.refreshError(ctx, tenant, id, err))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"expires_at": res.ExpiresAt.UTC(), "vault_version": res.VaultVersion})
+}
+
+type revokeRequest struct {
+	Reason string `json:"reason"`
+}
+
+// revokeLink revokes through the workflow, which revokes at the provider
+// and wipes Vault. It is idempotent. When the workflow has already ended
+// without revoking (the link failed, or its workflow never started), the
+// gateway wipes the secrets itself and marks the row revoked, so that
+// "revoked" always means "no secret left".
+func (s *Server) revokeLink(c *gin.Context) {
+	id, ok := s.linkID(c)
+	if !ok {
+		return
+	}
+	var req revokeRequest
+	if err := s.decodeJSON(c, &req, true); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if len(req.Reason) > maxReasonLen || !printable(req.Reason) {
+		s.fail(c, errBadRequest(fmt.Sprintf(`"reason" must be printable and at most %d bytes`, maxReasonLen)))
+		return
+	}
+	ctx := c.Request.Context()
+	tenant := tenantOf(c)
+	revoked := gin.H{"id": id, "status": string(workflows.StatusRevoked)}
+
+	h, err := s.update(ctx, revokeWait, tenant, id, workflows.UpdateRevoke, workflows.RevokeRequest{Reason: req.Reason})
+	var st workflows.State
+	if err == nil {
+		err = h.Get(ctx, &st)
+	}
+	switch {
+	case err == nil && st.Status == workflows.StatusRevoked:
+		c.JSON(http.StatusOK, revoked)
+		return
+	case err == nil, gone(err):
+		// An update that reached a workflow which had just ended
+		// otherwise (failed) returns at once without revoking: finish
+		// the job here as for a workflow that is gone.
+		if err := s.revokeOrphan(ctx, tenant, id, req.Reason); err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, revoked)
+		return
+	}
+	if st, ok := refusedStatus(err); ok && st == string(workflows.StatusRevoked) {
+		c.JSON(http.StatusOK, revoked)
+		return
+	}
+	if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+		// The update is durable: the revocation goes on, and a retry
+		// answers once it is done.
+		s.fail(c, &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+			msg: "the revocation is still running; retry to see it finish", retryAfter: retryAfterSeconds, cause: err})
+		return
+	}
+	s.fail(c, err)
+}
+
+// revokeOrphan revokes a link whose workflow is gone.
+func (s *Server) revokeOrphan(ctx context.Context, tenant, id, reason string) error {
+	link, err := s.store.GetLink(ctx, tenant, id)
+	if err != nil {
+		return storeError(err)
+	}
+	if link.Status == string(workflows.StatusRevoked) {
+		return nil
+	}
+	if err := s.secrets.DeleteLink(ctx, tenant, id); err != nil {
+		return err
+	}
+	detail := map[string]any{"message": "revoked by the gateway: the link's workflow had ended"}
+	if reason != "" {
+		detail["reason"] = reason
+	}
+	err = s.store.RecordTransition(ctx, store.LinkState{
+		TenantID: tenant, LinkID: id, Seq: link.StateSeq + 1,
+		Status: string(workflows.StatusRevoked), LastError: link.LastError, RefreshCount: link.RefreshCount,
+	}, store.Event{
+		ID:       workflows.WorkflowID(tenant, id) + "/gateway-revoke",
+		TenantID: tenant, LinkID: id, Type: store.EventRevoked,
+		FromStatus: link.Status, ToStatus: string(workflows.StatusRevoked), Detail: detail,
+	})
+	return storeError(err)
+}
+
+type reauthorizeRequest struct {
+	Credentials *credentials `json:"credentials"`
+	ReturnURL   string       `json:"return_url"`
+}
+
+// reauthorizeLink gives a link that lost its grant new grant material:
+// a new consent URL for authorization_code, new credentials for
+// password, a nudge for client_credentials (whose client secret an
+// operator fixed). Only links in reauth_required qualify; a failed link
+// has ended and is replaced by a new one.
+func (s *Server) reauthorizeLink(c *gin.Context) {
+	id, ok := s.linkID(c)
+	if !ok {
+		return
+	}
+	var req reauthorizeRequest
+	if err := s.decodeJSON(c, &req, true); err != nil {
+		s.fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	tenant := tenantOf(c)
+	link, err := s.store.GetLink(ctx, tenant, id)
+	if err != nil {
+		s.fail(c, storeError(err))
+		return
+	}
+	if link.Status != string(workflows.StatusReauthRequired) {
+		// Revoked, pending and failed links get their own codes; an
+		// active one a plain conflict.
+		if e := statusError(link.Status, ""); e != nil {
+			e.msg += "; only links in reauth_required can be re-authorized"
+			s.fail(c, e)
+			return
+		}
+		s.fail(c, errConflict(CodeConflict, fmt.Sprintf("the link is %s; only links in reauth_required can be re-authorized", link.Status)))
+		return
+	}
+	p, _, ok := s.d.Providers.Get(link.Provider)
+	if !ok {
+		s.fail(c, newError(http.StatusConflict, CodeUnknownProvider,
+			fmt.Sprintf("provider %q of this link is no longer in the catalog", link.Provider)))
+		return
+	}
+	if link.GrantType != providers.GrantPassword && req.Credentials != nil {
+		s.fail(c, errBadRequest(`"credentials" are only for the password grant`))
+		return
+	}
+	if link.GrantType != providers.GrantAuthorizationCode && req.ReturnURL != "" {
+		s.fail(c, errBadRequest(`"return_url" is only for the authorization_code grant`))
+		return
+	}
+
+	// The old grant keeps the link's scopes and parameters.
+	old, err := s.secrets.ReadGrant(ctx, tenant, id)
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		old = secrets.Versioned[providers.Grant]{Value: providers.Grant{Type: link.GrantType, Scopes: link.Scopes}, Version: -1}
+	case err != nil:
+		s.fail(c, err)
+		return
+	}
+	g := providers.Grant{Type: link.GrantType, Scopes: old.Value.Scopes, Params: old.Value.Params}
+
+	switch link.GrantType {
+	case providers.GrantAuthorizationCode:
+		if req.ReturnURL != "" {
+			if err := s.validReturnURL(req.ReturnURL); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
+		auth, err := s.newAuthRequest(p, "", g.Scopes, g.Params)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		g.CodeVerifier, g.RedirectURL = auth.verifier, s.callback
+		if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
+			s.fail(c, err)
+			return
+		}
+		if err := s.store.PutOAuthState(ctx, auth.state, store.OAuthState{
+			LinkID: id, TenantID: tenant, ExpiresAt: s.now().Add(s.cfg.AuthorizationTimeout), ReturnURL: req.ReturnURL,
+		}); err != nil {
+			s.fail(c, storeError(err))
+			return
+		}
+		// The callback signals the workflow once the end-user consents.
+		c.JSON(http.StatusOK, gin.H{"id": id, "status": link.Status, "authorization_url": auth.url})
+		return
+	case providers.GrantPassword:
+		if err := validCredentials(req.Credentials); err != nil {
+			s.fail(c, err)
+			return
+		}
+		g.Username, g.Password = req.Credentials.Username, req.Credentials.Password
+		if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
+			s.fail(c, err)
+			return
+		}
+	case providers.GrantClientCredentials:
+		if old.Version < 0 {
+			if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
+				s.fail(c, err)
+				return
+			}
+		}
+	default:
+		s.fail(c, newError(http.StatusBadRequest, CodeUnsupportedGrant,
+			fmt.Sprintf("links with grant %q cannot be re-authorized; create a new link", link.GrantType)))
+		return
+	}
+	err = s.d.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(tenant, id), "", workflows.SignalReauthorize,
+		workflows.ReauthorizeRequest{GrantType: link.GrantType})
+	if err != nil {
+		if gone(err) {
+			s.fail(c, s.linkStateError(ctx, tenant, id, errConflict(CodeLinkFailed, "the link's workflow has ended; create a new link")))
+			return
+		}
+		s.fail(c, fmt.Errorf("signal reauthorize to link %s: %w", id, err))
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"id": id, "status": "reauthorizing"})
+}
