@@ -157,10 +157,10 @@ func (s *Server) validate(req *createLinkRequest) (providers.Provider, providers
 			return nil, entry, newError(http.StatusBadRequest, CodeUnsupportedGrant,
 				fmt.Sprintf("provider %q does not support device authorization", entry.Name))
 		}
-	case providers.GrantPassword, providers.GrantClientCredentials:
 	default:
-		return nil, entry, newError(http.StatusBadRequest, CodeUnsupportedGrant,
-			fmt.Sprintf("grant %s is not one Tokenwarden can enroll", quoteShort(req.Grant)))
+		// password, client_credentials, and grants a provider kind
+		// defines itself (Norman's norman_user): the catalog listed it,
+		// the provider's Exchange knows what to do with the material.
 	}
 	if req.Grant == providers.GrantPassword {
 		if err := validCredentials(req.Credentials); err != nil {
@@ -497,13 +497,14 @@ func (s *Server) replaySetup(ctx context.Context, tenant string, link store.Link
 // it first asks the provider for a device code.
 func (s *Server) storeGrant(ctx context.Context, tenant, linkID string, req *createLinkRequest, p providers.Provider, auth *authRequest) (*deviceView, error) {
 	g := providers.Grant{Type: req.Grant, Scopes: req.Scopes, Params: req.Params}
+	if req.Credentials != nil {
+		g.Username, g.Password = req.Credentials.Username, req.Credentials.Password
+	}
 	var dev *deviceView
 	switch req.Grant {
 	case providers.GrantAuthorizationCode:
 		g.CodeVerifier = auth.verifier
 		g.RedirectURL = s.callback
-	case providers.GrantPassword:
-		g.Username, g.Password = req.Credentials.Username, req.Credentials.Password
 	case providers.GrantDeviceCode:
 		da, err := p.(providers.DeviceAuthorizer).DeviceAuth(ctx, req.Scopes)
 		if err != nil {

@@ -45,6 +45,9 @@ type Deps struct {
 	Checks []health.Check
 	// Logger nil discards logs.
 	Logger *slog.Logger
+	// Codec, when set, serves the payload codec endpoints under /codec/
+	// for the Temporal UI (it does its own CORS and authentication).
+	Codec http.Handler
 }
 
 // Config tunes the gateway. Zero values get the defaults documented on
@@ -249,6 +252,9 @@ func (s *Server) routes() *gin.Engine {
 	e.GET("/metrics", gin.WrapH(s.metrics.handler()))
 	e.GET("/openapi.json", serveOpenAPI)
 	e.GET("/docs", serveDocs)
+	if s.d.Codec != nil {
+		e.Any("/codec/*op", gin.WrapH(s.d.Codec))
+	}
 
 	// The browser comes back here from the provider: no API key.
 	e.GET(CallbackPath, s.oauthCallback)

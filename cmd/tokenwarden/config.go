@@ -25,6 +25,8 @@ type config struct {
 	PublicURL         string
 	ReturnOrigins     string
 	BootstrapAPIKey   string
+	CodecKeys         string
+	CodecOrigins      string
 	ShutdownTimeout   time.Duration
 }
 
@@ -50,12 +52,14 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.VaultRoleID = os.Getenv("TOKENWARDEN_VAULT_ROLE_ID")
 	c.VaultSecretID = os.Getenv("TOKENWARDEN_VAULT_SECRET_ID")
 	c.BootstrapAPIKey = os.Getenv("TOKENWARDEN_BOOTSTRAP_API_KEY")
+	c.CodecKeys = os.Getenv("TOKENWARDEN_CODEC_KEYS")
 }
 
 // registerGateway adds the gateway's own flags.
 func (c *config) registerGateway(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", env("TOKENWARDEN_LISTEN", "127.0.0.1:8080"), "gateway listen address (TOKENWARDEN_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", env("TOKENWARDEN_PUBLIC_URL", ""), "URL the browser reaches the gateway at, for the OAuth callback (TOKENWARDEN_PUBLIC_URL; default http://<listen>)")
+	fs.StringVar(&c.CodecOrigins, "codec-origins", env("TOKENWARDEN_CODEC_ORIGINS", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated Temporal UI origins allowed to call /codec (TOKENWARDEN_CODEC_ORIGINS)")
 	fs.StringVar(&c.ReturnOrigins, "return-origins", env("TOKENWARDEN_RETURN_ORIGINS", ""), "comma-separated origins allowed as return_url after consent (TOKENWARDEN_RETURN_ORIGINS)")
 }
 
@@ -66,9 +70,13 @@ func (c *config) publicURL() string {
 	return "http://" + c.Listen
 }
 
-func (c *config) returnOrigins() []string {
+func (c *config) returnOrigins() []string { return splitList(c.ReturnOrigins) }
+
+func (c *config) codecOrigins() []string { return splitList(c.CodecOrigins) }
+
+func splitList(s string) []string {
 	var out []string
-	for _, o := range strings.Split(c.ReturnOrigins, ",") {
+	for _, o := range strings.Split(s, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			out = append(out, o)
 		}

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/health"
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -30,6 +31,9 @@ type deps struct {
 	registry *providers.Registry
 	checks   []health.Check
 	logger   *slog.Logger
+	// keyring encrypts every Temporal payload; nil when no codec key is
+	// configured.
+	keyring *codec.Keyring
 }
 
 func (d *deps) close() {
@@ -46,14 +50,14 @@ func (d *deps) close() {
 // provider catalog.
 func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Writer) (*deps, error) {
 	d := &deps{logger: logger}
-	var err error
-	if d.temporal, err = client.NewLazyClient(client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(logger),
-	}); err != nil {
+	// A plain client to wait for Temporal with; the real one needs the
+	// payload codec's keys, which are in Vault.
+	probe, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
+		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
 		return nil, fmt.Errorf("temporal client: %w", err)
 	}
+	defer probe.Close()
 	vcfg := vault.DefaultConfig()
 	vcfg.Address = cfg.VaultAddress
 	vcfg.MaxRetries = 0 // the activities retry; a hidden retry loop only hides outages
@@ -71,7 +75,7 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
 	d.checks = []health.Check{
-		health.Temporal(d.temporal, cfg.TemporalAddress),
+		health.Temporal(probe, cfg.TemporalAddress),
 		health.Vault(d.vault),
 		health.Postgres(d.pool),
 	}
@@ -85,6 +89,22 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 	}
 	d.store = store.New(d.pool)
 	d.secrets = secrets.New(d.vault, cfg.VaultMount, cfg.VaultPrefix)
+
+	copts := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)}
+	if d.keyring, err = loadKeyring(ctx, cfg, d.secrets); err != nil {
+		d.close()
+		return nil, err
+	}
+	if d.keyring != nil {
+		copts.DataConverter = codec.DataConverter(d.keyring)
+		copts.FailureConverter = codec.FailureConverter(d.keyring)
+		logger.Info("payload codec on", "current_key", d.keyring.CurrentKeyID())
+	}
+	if d.temporal, err = client.NewLazyClient(copts); err != nil {
+		d.close()
+		return nil, fmt.Errorf("temporal client: %w", err)
+	}
+	d.checks[0] = health.Temporal(d.temporal, cfg.TemporalAddress)
 
 	cat, err := providers.LoadFile(cfg.Catalog, builtin.Kinds)
 	if err != nil {
@@ -158,4 +178,30 @@ func approleLogin(ctx context.Context, c *vault.Client, roleID, secretID string)
 	}
 	c.SetToken(sec.Auth.ClientToken)
 	return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
+}
+
+// codecKeysRef is where the payload codec's keyring lives in Vault, as a
+// spec "k1:<base64>,k0:<base64>" (first key current).
+const codecKeysRef = "codec#keys"
+
+// loadKeyring reads the payload codec keys: TOKENWARDEN_CODEC_KEYS, else
+// Vault. No keys means no codec: payloads hold no secrets either way, the
+// codec is defence in depth.
+func loadKeyring(ctx context.Context, cfg *config, sec *secrets.Store) (*codec.Keyring, error) {
+	spec := cfg.CodecKeys
+	if spec == "" {
+		v, err := sec.Resolve(ctx, codecKeysRef)
+		switch {
+		case errors.Is(err, secrets.ErrNotFound):
+			return nil, nil
+		case err != nil:
+			return nil, fmt.Errorf("payload codec keys: %w", err)
+		}
+		spec = v
+	}
+	k, err := codec.ParseKeyring(spec)
+	if err != nil {
+		return nil, fmt.Errorf("payload codec keys (TOKENWARDEN_CODEC_KEYS or Vault %s): %w", codecKeysRef, err)
+	}
+	return k, nil
 }

@@ -7,12 +7,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"strconv"
+	"strings"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	tokenwarden "github.com/tokenwarden/tokenwarden"
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/devstack"
 	"github.com/tokenwarden/tokenwarden/internal/oidcpeer"
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
@@ -30,17 +34,34 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	binDir := fs.String("bin", env("TOKENWARDEN_BIN", filepath.Join(os.Getenv("HOME"), ".cache", "tokenwarden", "bin")), "folder with the temporal and vault binaries (deployments/dev/tools.sh builds them)")
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway listen address")
 	peerPort := fs.Int("oidc-peer-port", 9400, "port of the local OIDC peer")
+	offset := fs.Int("port-offset", 0, "add this to every port (Temporal, UI, Vault, Postgres, gateway, OIDC peer) to run a second stack beside the first")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	ports := devstack.DevPorts
+	if *offset != 0 {
+		ports = devstack.Ports{Temporal: ports.Temporal + *offset, TemporalUI: ports.TemporalUI + *offset,
+			Vault: ports.Vault + *offset, Postgres: ports.Postgres + *offset}
+		host, port, err := net.SplitHostPort(*listen)
+		if err != nil {
+			return fmt.Errorf("-listen %q: %w", *listen, err)
+		}
+		p, _ := strconv.Atoi(port)
+		*listen = net.JoinHostPort(host, strconv.Itoa(p+*offset))
+		*peerPort += *offset
+	}
+	gatewayURL := "http://" + *listen
 	logger := newLogger(stderr)
 	fmt.Fprintf(stdout, "tokenwarden dev: starting Temporal, Vault and PostgreSQL in %s (logs in %s/logs)\n", *dir, *dir)
 
 	stack, err := devstack.Start(ctx, devstack.Options{
 		Dir:    *dir,
 		BinDir: *binDir,
-		Ports:  devstack.DevPorts,
+		Ports:  ports,
 		Log:    stdout,
+		// The Temporal UI decodes payloads through the gateway's codec
+		// endpoint (a no-op until a codec key is configured).
+		UICodecEndpoint: gatewayURL + "/codec",
 	})
 	if err != nil {
 		return err
@@ -53,7 +74,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}()
 	info := stack.Info()
 
-	callback := "http://" + *listen + "/v1/oauth/callback"
+	callback := gatewayURL + "/v1/oauth/callback"
 	peer, err := oidcpeer.Start(ctx, oidcpeer.Options{
 		Port:                 *peerPort,
 		AccessTokenTTL:       30 * time.Second,
@@ -72,11 +93,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	vc.SetToken(info.VaultToken)
-	if err := secrets.New(vc, info.VaultMount, "tokenwarden").PutValue(ctx, "providers/oidc-peer",
+	sec := secrets.New(vc, info.VaultMount, "tokenwarden")
+	if err := sec.PutValue(ctx, "providers/oidc-peer",
 		map[string]string{"client_secret": peer.ClientSecret}); err != nil {
 		return fmt.Errorf("store the OIDC peer's client secret: %w", err)
 	}
 
+	if err := devCodecKeys(ctx, sec); err != nil {
+		return err
+	}
 	if err := migrate(ctx, info.PostgresURL, -1, io.Discard); err != nil {
 		return err
 	}
@@ -115,7 +140,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go func() { errc <- serveGateway(runCtx, d, &cfg, logger) }()
 	go func() { errc <- stack.Wait() }()
 
-	gatewayURL := "http://" + *listen
 	fmt.Fprintf(stdout, `
 Tokenwarden is running.
   Gateway      %[1]s   (health: %[1]s/readyz, API docs: %[1]s/docs)
@@ -145,6 +169,24 @@ Ctrl-C stops everything; state stays in %[6]s (make reset deletes it).
 		cancel()
 		return err
 	}
+}
+
+// devCodecKeys makes the payload codec's key once and keeps it in Vault,
+// so that every Temporal payload of the dev stack is encrypted and the UI
+// decodes it through the gateway.
+func devCodecKeys(ctx context.Context, sec *secrets.Store) error {
+	if _, err := sec.Resolve(ctx, codecKeysRef); err == nil {
+		return nil
+	}
+	key, err := codec.GenerateKey()
+	if err != nil {
+		return err
+	}
+	path, field, _ := strings.Cut(codecKeysRef, "#")
+	if err := sec.PutValue(ctx, path, map[string]string{field: "k1:" + key}); err != nil {
+		return fmt.Errorf("store the payload codec key: %w", err)
+	}
+	return nil
 }
 
 // devAPIKey returns the dev stack's API key, made once and kept in the

@@ -9,7 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/gateway"
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/worker"
 )
@@ -100,6 +102,7 @@ func serveGateway(ctx context.Context, d *deps, cfg *config, logger *slog.Logger
 		Providers: d.registry,
 		Checks:    d.checks,
 		Logger:    logger,
+		Codec:     codecHandler(d, cfg),
 	}, gateway.Config{
 		PublicURL:            cfg.publicURL(),
 		AllowedReturnOrigins: cfg.returnOrigins(),
@@ -162,4 +165,27 @@ func migrate(ctx context.Context, dsn string, downTo int, stdout io.Writer) erro
 	return nil
 }
 
-var _ = os.Getenv
+
+// codecHandler serves the payload codec to the Temporal UI, or nil when no
+// codec is configured. Callers authenticate with an API key; the UI, which
+// cannot send one, is let in from its configured origins on loopback only
+// (a dev convenience: put a production UI behind its own auth and send a
+// key).
+func codecHandler(d *deps, cfg *config) http.Handler {
+	if d.keyring == nil {
+		return nil
+	}
+	origins := cfg.codecOrigins()
+	return codec.Handler(d.keyring, codec.HandlerOptions{
+		AllowedOrigins: origins,
+		Authorize: func(r *http.Request) bool {
+			if key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+				_, err := d.store.LookupAPIKey(r.Context(), key)
+				return err == nil
+			}
+			host, _, _ := net.SplitHostPort(r.RemoteAddr)
+			ip := net.ParseIP(host)
+			return ip != nil && ip.IsLoopback() && slices.Contains(origins, r.Header.Get("Origin"))
+		},
+	})
+}

@@ -1,0 +1,250 @@
+// Package everifin is the provider for Everifin, whose authorization
+// server is a Keycloak realm speaking OpenID Connect:
+// {base_url}/auth/realms/{realm}/protocol/openid-connect/{auth,token,logout}.
+//
+// It wraps the generic provider and adds what Everifin documents beyond
+// plain OAuth: PKCE is always used (Everifin allows it, Keycloak checks
+// it when a challenge was sent), revocation is Keycloak's logout (it
+// ends the refresh token; the access token lives on for its few
+// minutes), and a disabled user is an operator's problem rather than a
+// lost grant.
+package everifin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/providers/generic"
+)
+
+// KindName is the kind under which builtin registers this package.
+const KindName = "everifin"
+
+// New is the providers.Kind of Everifin.
+func New() providers.Config { return &Config{} }
+
+// Config is the settings block of kind everifin.
+type Config struct {
+	// BaseURL is Everifin's authorization server, without the /auth
+	// path, e.g. https://auth.everifin.com.
+	BaseURL string `yaml:"base_url"`
+	// Realm is the realm Everifin provides to each customer.
+	Realm string `yaml:"realm"`
+}
+
+// Grants this kind runs. Everifin enables authorization_code by default
+// and others on request; Keycloak implements these three.
+var supportedGrants = []string{
+	providers.GrantAuthorizationCode,
+	providers.GrantPassword,
+	providers.GrantClientCredentials,
+}
+
+// Validate lists what is wrong with e and the settings.
+func (c *Config) Validate(e providers.Entry) error {
+	var errs []error
+	errs = append(errs, checkBaseURL(c.BaseURL)...)
+	switch {
+	case c.Realm == "":
+		errs = append(errs, errors.New("settings.realm is required"))
+	case strings.ContainsAny(c.Realm, "/?#") || strings.TrimSpace(c.Realm) != c.Realm:
+		errs = append(errs, fmt.Errorf("settings.realm %q must be a bare realm name", c.Realm))
+	}
+	for _, g := range e.Grants {
+		if !slices.Contains(supportedGrants, g) {
+			errs = append(errs, fmt.Errorf("grant %q is not supported by kind everifin; supported: %s",
+				g, strings.Join(supportedGrants, ", ")))
+		}
+	}
+	if !e.PKCE {
+		errs = append(errs, errors.New("pkce: false is not allowed for kind everifin: Tokenwarden always sends an S256 challenge"))
+	}
+	if e.AuthStyle == providers.AuthStyleNone {
+		errs = append(errs, errors.New("auth_style none: Everifin clients are confidential"))
+	}
+	return errors.Join(errs...)
+}
+
+func checkBaseURL(s string) []error {
+	if s == "" {
+		return []error{errors.New("settings.base_url is required")}
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return []error{fmt.Errorf("settings.base_url %q is not an absolute http(s) URL without query", s)}
+	}
+	return nil
+}
+
+// Endpoints returns Everifin's endpoints for base and realm.
+func Endpoints(base, realm string) providers.Endpoint {
+	p := strings.TrimSuffix(base, "/") + "/auth/realms/" + url.PathEscape(realm) + "/protocol/openid-connect/"
+	return providers.Endpoint{
+		AuthURL:   p + "auth",
+		TokenURL:  p + "token",
+		LogoutURL: p + "logout",
+	}
+}
+
+// Open builds the provider. Endpoints set in the catalog win over the
+// ones derived from base_url and realm.
+func (c *Config) Open(_ context.Context, e providers.Entry, s providers.Setup) (providers.Provider, error) {
+	if err := c.Validate(e); err != nil {
+		return nil, err
+	}
+	d := Endpoints(c.BaseURL, c.Realm)
+	if e.Endpoint.AuthURL == "" {
+		e.Endpoint.AuthURL = d.AuthURL
+	}
+	if e.Endpoint.TokenURL == "" {
+		e.Endpoint.TokenURL = d.TokenURL
+	}
+	if e.Endpoint.LogoutURL == "" {
+		e.Endpoint.LogoutURL = d.LogoutURL
+	}
+	if e.AuthStyle == providers.AuthStyleAuto {
+		// Everifin documents the client secret in the form (logout);
+		// Keycloak takes it there at the token endpoint too, which
+		// spares auto's Basic probe.
+		e.AuthStyle = providers.AuthStyleBody
+	}
+	e.PKCE = true
+	if len(e.Scopes) == 0 {
+		e.Scopes = []string{"openid"}
+	}
+	return NewProvider(e, s.ClientSecret, s.HTTPClient)
+}
+
+// Provider talks to one Everifin realm.
+type Provider struct {
+	g      *generic.Provider
+	e      providers.Entry
+	secret string
+	client *http.Client
+}
+
+var (
+	_ providers.Provider         = (*Provider)(nil)
+	_ providers.Authorizer       = (*Provider)(nil)
+	_ providers.Revoker          = (*Provider)(nil)
+	_ providers.EndpointReporter = (*Provider)(nil)
+)
+
+// NewProvider builds a provider from a complete entry (endpoints filled in).
+func NewProvider(e providers.Entry, clientSecret string, client *http.Client) (*Provider, error) {
+	g, err := generic.New(e, clientSecret, client)
+	if err != nil {
+		return nil, err
+	}
+	if client == nil {
+		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
+	} else if client.Timeout == 0 {
+		cp := *client
+		cp.Timeout = providers.DefaultHTTPTimeout
+		client = &cp
+	}
+	return &Provider{g: g, e: g.Entry(), secret: clientSecret, client: client}, nil
+}
+
+// Endpoint returns the endpoints in use.
+func (p *Provider) Endpoint() providers.Endpoint { return p.e.Endpoint }
+
+// AuthCodeURL builds the consent URL, always with an S256 challenge.
+func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []string, params map[string]string) (string, error) {
+	return p.g.AuthCodeURL(state, verifier, redirectURL, scopes, params)
+}
+
+// Exchange obtains the first token.
+func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.Token, error) {
+	t, err := p.g.Exchange(ctx, g)
+	return t, UserDisabled(err)
+}
+
+// Refresh trades t's refresh token for a new pair. Keycloak rotates the
+// refresh token on every refresh and restarts refresh_expires_in; the
+// generic provider adopts both.
+func (p *Provider) Refresh(ctx context.Context, t *providers.Token) (*providers.Token, error) {
+	nt, err := p.g.Refresh(ctx, t)
+	return nt, UserDisabled(err)
+}
+
+// Revoke logs the session out: POST logout with the refresh token and
+// the client's credentials in the form, as Everifin documents. The
+// refresh token dies; the access token stays valid until it expires
+// (about five minutes), which Keycloak offers no way to shorten. A
+// refresh token Keycloak no longer knows counts as revoked.
+func (p *Provider) Revoke(ctx context.Context, t *providers.Token) error {
+	return Logout(ctx, p.client, p.e.Endpoint.LogoutURL, p.e.ClientID, p.secret, t)
+}
+
+// Logout ends the Keycloak session of t's refresh token. secret empty
+// means a public client. It is exported for other Keycloak-based kinds.
+func Logout(ctx context.Context, client *http.Client, logoutURL, clientID, secret string, t *providers.Token) error {
+	const op = "revoke"
+	if logoutURL == "" {
+		return &providers.Error{Class: providers.Permanent, Op: op, Err: fmt.Errorf("logout endpoint: %w", providers.ErrUnsupported)}
+	}
+	if t == nil || t.RefreshToken == "" {
+		// Nothing to end: an access token alone dies on its own soon.
+		return nil
+	}
+	form := url.Values{"client_id": {clientID}, "refresh_token": {t.RefreshToken}}
+	if secret != "" {
+		form.Set("client_secret", secret)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, logoutURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return &providers.Error{Class: providers.Permanent, Op: op, Err: errors.New("bad logout URL")}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return providers.Classify(op, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	code, desc := errorFields(body)
+	if code == "invalid_grant" {
+		// Expired session or unknown token: nothing left to end.
+		return nil
+	}
+	return providers.ResponseError(op, resp.StatusCode, resp.Header, code, desc)
+}
+
+// errorFields reads Keycloak's JSON error body; anything else gives
+// nothing and the status decides.
+func errorFields(body []byte) (code, desc string) {
+	_, code, desc, _ = generic.ParseTokenReply("application/json", body, time.Time{})
+	return code, desc
+}
+
+// UserDisabled reclassifies Keycloak's disabled-user answers. Keycloak
+// sends them as invalid_grant, but no stored credential can fix them:
+// an administrator must enable the user, so they are Permanent. The
+// messages are Keycloak's (direct grant: "Account disabled"; refresh:
+// "User disabled"). Exported for other Keycloak-based kinds.
+func UserDisabled(err error) error {
+	var pe *providers.Error
+	if !errors.As(err, &pe) || pe.Code != "invalid_grant" {
+		return err
+	}
+	switch pe.Description {
+	case "Account disabled", "User disabled", "Account temporarily disabled", "Account is not fully set up":
+		c := *pe
+		c.Class = providers.Permanent
+		return &c
+	}
+	return err
+}

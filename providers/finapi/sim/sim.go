@@ -1,0 +1,541 @@
+// Package sim is a stand-in for finAPI Access v2's authorization API: the
+// token endpoint (client_credentials, password, refresh_token; client
+// credentials in the form body), user creation with a client token, RFC
+// 7009 revocation with a client token, and switches for the failures a
+// provider must survive.
+//
+// Assumed where finAPI's guide is silent:
+//   - token endpoint errors are RFC 6749 {error, error_description} (400
+//     invalid_grant for bad user credentials and dead refresh tokens, whose
+//     description echoes the token as Spring's OAuth2 server does; 401
+//     invalid_client for bad client credentials); a locked user gets 423
+//     with finAPI's general error body, code USER_LOCKED.
+//   - every other error is {"errors":[{message,code,type}],"date",
+//     "requestId","endpoint","authContext","bank"}: 401
+//     UNAUTHORIZED_ACCESS without a valid client token, 403 FORBIDDEN for a
+//     user token where a client token is needed, 422 ENTITY_EXISTS for a
+//     taken user id, 400 BAD_REQUEST for an invalid body.
+//   - refresh reuses the refresh token (Spring's reuseRefreshTokens
+//     default) unless Options.Refresh says otherwise; revoking a refresh
+//     token revokes the access tokens issued with it.
+package sim
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"maps"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Paths served.
+const (
+	PathToken  = "/api/v2/oauth/token"
+	PathUsers  = "/api/v2/users"
+	PathRevoke = "/api/v2/oauth/revoke"
+)
+
+// RefreshMode is what a refresh_token grant answers.
+type RefreshMode int
+
+const (
+	// RefreshReuse answers with the same refresh token (default).
+	RefreshReuse RefreshMode = iota
+	// RefreshRotate issues a new refresh token and retires the old one.
+	RefreshRotate
+	// RefreshOmit leaves refresh_token out of the reply.
+	RefreshOmit
+)
+
+// Options configure a Server. Zero values take the defaults.
+type Options struct {
+	// ClientID and ClientSecret are the one client the server knows.
+	// Defaults "tokenwarden" and "client-secret".
+	ClientID     string
+	ClientSecret string
+	// ClientTTL is the client token lifetime (default 3599s, as in
+	// finAPI's guide), AccessTTL the user token's (default 3600s),
+	// RefreshTTL the refresh token's (default 0: it does not expire).
+	ClientTTL  time.Duration
+	AccessTTL  time.Duration
+	RefreshTTL time.Duration
+	Refresh    RefreshMode
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+type user struct {
+	id, password, email, phone string
+	autoUpdate, locked         bool
+}
+
+type token struct {
+	kind    string // client, access, refresh
+	user    string
+	expiry  time.Time // zero: never
+	revoked bool
+	// refresh is the refresh token an access token came with.
+	refresh string
+}
+
+type fault struct {
+	status     int
+	retryAfter time.Duration
+	malformed  bool
+}
+
+// Server is the simulated API. It is safe for concurrent use.
+type Server struct {
+	opts Options
+
+	mu     sync.Mutex
+	users  map[string]*user
+	tokens map[string]*token
+	faults []fault
+	stats  map[string]int
+}
+
+// New returns a server with opts.
+func New(opts Options) *Server {
+	if opts.ClientID == "" {
+		opts.ClientID = "tokenwarden"
+	}
+	if opts.ClientSecret == "" {
+		opts.ClientSecret = "client-secret"
+	}
+	if opts.ClientTTL <= 0 {
+		opts.ClientTTL = 3599 * time.Second
+	}
+	if opts.AccessTTL <= 0 {
+		opts.AccessTTL = 3600 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Server{opts: opts, users: map[string]*user{}, tokens: map[string]*token{}, stats: map[string]int{}}
+}
+
+// FailNext makes the next n calls answer status with finAPI's error body.
+func (s *Server) FailNext(n, status int) { s.addFaults(n, fault{status: status}) }
+
+// RateLimit makes the next n calls answer 429 with Retry-After.
+func (s *Server) RateLimit(n int, retryAfter time.Duration) {
+	s.addFaults(n, fault{status: http.StatusTooManyRequests, retryAfter: retryAfter})
+}
+
+// Malformed makes the next n calls answer 200 with broken JSON.
+func (s *Server) Malformed(n int) { s.addFaults(n, fault{status: http.StatusOK, malformed: true}) }
+
+func (s *Server) addFaults(n int, f fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults = append(s.faults, f)
+	}
+}
+
+// ExpireRefreshTokens ends every refresh token issued so far.
+func (s *Server) ExpireRefreshTokens() { s.expire("refresh") }
+
+// ExpireAccessTokens ends every user access token issued so far.
+func (s *Server) ExpireAccessTokens() { s.expire("access") }
+
+// ExpireClientTokens ends every client token issued so far.
+func (s *Server) ExpireClientTokens() { s.expire("client") }
+
+func (s *Server) expire(kind string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	past := s.opts.Now().Add(-time.Second)
+	for _, t := range s.tokens {
+		if t.kind == kind {
+			t.expiry = past
+		}
+	}
+}
+
+// AddUser creates a user directly, as if through POST /users.
+func (s *Server) AddUser(id, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[id] = &user{id: id, password: password}
+}
+
+// LockUser locks a user: logins and refreshes answer 423. Unknown users
+// are ignored.
+func (s *Server) LockUser(id string) { s.setLocked(id, true) }
+
+// UnlockUser undoes LockUser.
+func (s *Server) UnlockUser(id string) { s.setLocked(id, false) }
+
+func (s *Server) setLocked(id string, locked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.users[id]; u != nil {
+		u.locked = locked
+	}
+}
+
+// HasUser reports whether a user exists.
+func (s *Server) HasUser(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.users[id] != nil
+}
+
+// Stats returns request counts: "token:<grant_type>", "users", "revoke"
+// (faults included, counted as "token" when the grant is unknown).
+func (s *Server) Stats() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.stats)
+}
+
+// Valid reports whether accessToken is a live user access token.
+func (s *Server) Valid(accessToken string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.live(accessToken)
+	return t != nil && t.kind == "access"
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/_sim/") {
+		s.admin(w, r)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	name := ""
+	switch r.URL.Path {
+	case PathToken:
+		name = "token"
+		if r.Method == http.MethodPost && r.ParseForm() == nil && r.PostForm.Get("grant_type") != "" {
+			name += ":" + r.PostForm.Get("grant_type")
+		}
+	case PathUsers:
+		name = "users"
+	case PathRevoke:
+		name = "revoke"
+	default:
+		s.apiError(w, r, http.StatusNotFound, "ENTITY_NOT_FOUND", "TECHNICAL", "No such endpoint")
+		return
+	}
+	s.stats[name]++
+	if len(s.faults) > 0 {
+		f := s.faults[0]
+		s.faults = s.faults[1:]
+		s.writeFault(w, r, f)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		s.apiError(w, r, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "TECHNICAL", "Method not allowed")
+		return
+	}
+	switch r.URL.Path {
+	case PathToken:
+		s.token(w, r)
+	case PathUsers:
+		s.createUser(w, r)
+	case PathRevoke:
+		s.revoke(w, r)
+	}
+}
+
+func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f fault) {
+	switch {
+	case f.malformed:
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"access_token": "`)
+	case f.status == http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(f.retryAfter.Round(time.Second)/time.Second)))
+		s.apiError(w, r, f.status, "TOO_MANY_REQUESTS", "TECHNICAL", "Too many requests")
+	case f.status >= 500:
+		s.apiError(w, r, f.status, "UNKNOWN_ERROR", "TECHNICAL", "An unexpected error occurred")
+	default:
+		s.apiError(w, r, f.status, "BAD_REQUEST", "BUSINESS", http.StatusText(f.status))
+	}
+}
+
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "Malformed form body")
+		return
+	}
+	f := r.PostForm
+	if !s.clientOK(f.Get("client_id"), f.Get("client_secret")) {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "Bad client credentials")
+		return
+	}
+	switch f.Get("grant_type") {
+	case "client_credentials":
+		tok := s.issue("client", "", "", s.opts.ClientTTL)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"access_token": tok, "token_type": "bearer", "expires_in": int(s.opts.ClientTTL / time.Second), "scope": "all",
+		})
+	case "password":
+		u := s.users[f.Get("username")]
+		if u == nil || f.Get("password") == "" || subtle.ConstantTimeCompare([]byte(u.password), []byte(f.Get("password"))) != 1 {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "Bad credentials")
+			return
+		}
+		if u.locked {
+			s.locked(w, r)
+			return
+		}
+		refresh := s.issue("refresh", u.id, "", s.opts.RefreshTTL)
+		s.userTokens(w, u, refresh, false)
+	case "refresh_token":
+		rt := f.Get("refresh_token")
+		t := s.live(rt)
+		if t == nil || t.kind != "refresh" {
+			// Spring's wording, token and all: providers must not
+			// pass it on.
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid refresh token: "+rt)
+			return
+		}
+		u := s.users[t.user]
+		if u == nil {
+			oauthError(w, http.StatusBadRequest, "invalid_grant", "Invalid refresh token: "+rt)
+			return
+		}
+		if u.locked {
+			s.locked(w, r)
+			return
+		}
+		refresh := rt
+		if s.opts.Refresh == RefreshRotate {
+			t.revoked = true
+			refresh = s.issue("refresh", u.id, "", s.opts.RefreshTTL)
+		}
+		s.userTokens(w, u, refresh, s.opts.Refresh == RefreshOmit)
+	case "":
+		oauthError(w, http.StatusBadRequest, "invalid_request", "Missing grant type")
+	default:
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "Unsupported grant type")
+	}
+}
+
+func (s *Server) userTokens(w http.ResponseWriter, u *user, refresh string, omitRefresh bool) {
+	access := s.issue("access", u.id, refresh, s.opts.AccessTTL)
+	reply := map[string]any{
+		"access_token": access, "token_type": "bearer", "expires_in": int(s.opts.AccessTTL / time.Second), "scope": "all",
+	}
+	if !omitRefresh {
+		reply["refresh_token"] = refresh
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+func (s *Server) locked(w http.ResponseWriter, r *http.Request) {
+	s.apiError(w, r, http.StatusLocked, "USER_LOCKED", "BUSINESS", "User is locked")
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	if !s.clientBearer(w, r) {
+		return
+	}
+	var body struct {
+		ID                  string  `json:"id"`
+		Password            string  `json:"password"`
+		Email               *string `json:"email"`
+		Phone               *string `json:"phone"`
+		IsAutoUpdateEnabled bool    `json:"isAutoUpdateEnabled"`
+	}
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err == nil {
+		err = json.Unmarshal(raw, &body)
+	}
+	switch {
+	case err != nil:
+		s.apiError(w, r, http.StatusBadRequest, "BAD_REQUEST", "TECHNICAL", "Malformed request body")
+		return
+	case body.ID == "" || body.Password == "":
+		s.apiError(w, r, http.StatusBadRequest, "BAD_REQUEST", "BUSINESS", "User id and password are required")
+		return
+	case s.users[body.ID] != nil:
+		s.apiError(w, r, http.StatusUnprocessableEntity, "ENTITY_EXISTS", "BUSINESS", "User with id '"+body.ID+"' already exists")
+		return
+	}
+	u := &user{id: body.ID, password: body.Password, autoUpdate: body.IsAutoUpdateEnabled}
+	if body.Email != nil {
+		u.email = *body.Email
+	}
+	if body.Phone != nil {
+		u.phone = *body.Phone
+	}
+	s.users[u.id] = u
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"id": u.id, "password": u.password, "email": body.Email, "phone": body.Phone,
+		"isAutoUpdateEnabled": u.autoUpdate,
+	})
+}
+
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if !s.clientBearer(w, r) {
+		return
+	}
+	if err := r.ParseForm(); err != nil || r.PostForm.Get("token") == "" {
+		s.apiError(w, r, http.StatusBadRequest, "BAD_REQUEST", "TECHNICAL", "token is required")
+		return
+	}
+	tok := r.PostForm.Get("token")
+	if t := s.tokens[tok]; t != nil && t.kind != "client" {
+		t.revoked = true
+		if t.kind == "refresh" {
+			s.revokeAccessOf(tok)
+		}
+	}
+	// RFC 7009: unknown and already invalid tokens are fine.
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) revokeAccessOf(refresh string) {
+	for _, t := range s.tokens {
+		if t.kind == "access" && t.refresh == refresh {
+			t.revoked = true
+		}
+	}
+}
+
+// clientBearer checks for a live client token, answering otherwise.
+func (s *Server) clientBearer(w http.ResponseWriter, r *http.Request) bool {
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	t := s.live(bearer)
+	switch {
+	case !ok || t == nil:
+		s.apiError(w, r, http.StatusUnauthorized, "UNAUTHORIZED_ACCESS", "BUSINESS", "Not authorized")
+		return false
+	case t.kind != "client":
+		s.apiError(w, r, http.StatusForbidden, "FORBIDDEN", "BUSINESS", "This call needs a client token")
+		return false
+	}
+	return true
+}
+
+func (s *Server) clientOK(id, secret string) bool {
+	return subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret)) == 1
+}
+
+// issue makes a token; the caller holds mu.
+func (s *Server) issue(kind, userID, refresh string, ttl time.Duration) string {
+	b := make([]byte, 48)
+	_, _ = rand.Read(b)
+	tok := base64.RawURLEncoding.EncodeToString(b)
+	t := &token{kind: kind, user: userID, refresh: refresh}
+	if ttl > 0 {
+		t.expiry = s.opts.Now().Add(ttl)
+	}
+	s.tokens[tok] = t
+	return tok
+}
+
+// live returns a token that is neither revoked nor expired; the caller
+// holds mu.
+func (s *Server) live(tok string) *token {
+	t := s.tokens[tok]
+	if t == nil || t.revoked || (!t.expiry.IsZero() && !s.opts.Now().Before(t.expiry)) {
+		return nil
+	}
+	return t
+}
+
+// apiError writes finAPI's general error body.
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, status int, code, typ, msg string) {
+	writeJSON(w, status, map[string]any{
+		"errors":      []map[string]string{{"message": msg, "code": code, "type": typ}},
+		"date":        s.opts.Now().Format("2006-01-02T15:04:05.000-0700"),
+		"requestId":   "selfgen-" + newID(),
+		"endpoint":    r.Method + " " + r.URL.Path,
+		"authContext": "1/-",
+		"bank":        nil,
+	})
+}
+
+func oauthError(w http.ResponseWriter, status int, code, desc string) {
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+// admin is a small HTTP control surface for demos (tokenwarden dev):
+//
+//	POST /_sim/fail?n=1&status=503
+//	POST /_sim/ratelimit?n=1&retry_after=5s
+//	POST /_sim/malformed?n=1
+//	POST /_sim/expire-refresh | /_sim/expire-access | /_sim/expire-client
+//	POST /_sim/lock?user=ID | /_sim/unlock?user=ID
+//	GET  /_sim/stats
+func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	n := 1
+	if v := q.Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 0 || n > 1000 {
+			http.Error(w, "n must be an integer in [0,1000]", http.StatusBadRequest)
+			return
+		}
+	}
+	if r.Method != http.MethodPost && r.URL.Path != "/_sim/stats" {
+		http.Error(w, "use POST", http.StatusMethodNotAllowed)
+		return
+	}
+	switch r.URL.Path {
+	case "/_sim/fail":
+		status, err := strconv.Atoi(q.Get("status"))
+		if err != nil || status < 400 || status > 599 {
+			http.Error(w, "status must be a 4xx or 5xx code", http.StatusBadRequest)
+			return
+		}
+		s.FailNext(n, status)
+	case "/_sim/ratelimit":
+		d, err := time.ParseDuration(q.Get("retry_after"))
+		if err != nil || d < 0 {
+			http.Error(w, "retry_after must be a duration like 5s", http.StatusBadRequest)
+			return
+		}
+		s.RateLimit(n, d)
+	case "/_sim/malformed":
+		s.Malformed(n)
+	case "/_sim/expire-refresh":
+		s.ExpireRefreshTokens()
+	case "/_sim/expire-access":
+		s.ExpireAccessTokens()
+	case "/_sim/expire-client":
+		s.ExpireClientTokens()
+	case "/_sim/lock", "/_sim/unlock":
+		id := q.Get("user")
+		if id == "" || !s.HasUser(id) {
+			http.Error(w, "user must name an existing user", http.StatusBadRequest)
+			return
+		}
+		s.setLocked(id, r.URL.Path == "/_sim/lock")
+	case "/_sim/stats":
+		writeJSON(w, http.StatusOK, s.Stats())
+		return
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
