@@ -165,7 +165,6 @@ func migrate(ctx context.Context, dsn string, downTo int, stdout io.Writer) erro
 	return nil
 }
 
-
 // codecHandler serves the payload codec to the Temporal UI, or nil when no
 // codec is configured. Callers authenticate with an API key; the UI, which
 // cannot send one, is let in from its configured origins on loopback only
