@@ -3,10 +3,8 @@ package worker_test
 import (
 	"context"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,30 +38,15 @@ type workerProcess struct {
 }
 
 func (e *engine) workerProcess(bin string) *workerProcess {
-	dsn := e.info.postgresURL
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	env := append(os.Environ(),
-		"TOKENWARDEN_TEMPORAL_ADDRESS="+e.info.temporalAddress,
-		"TOKENWARDEN_TEMPORAL_NAMESPACE="+e.ns,
-		"VAULT_ADDR="+e.info.vaultAddress,
-		"TOKENWARDEN_VAULT_ROLE_ID="+e.info.roleID,
-		"TOKENWARDEN_VAULT_SECRET_ID="+e.info.secretID,
-		"TOKENWARDEN_VAULT_PREFIX="+e.prefix,
-		"TOKENWARDEN_DATABASE_URL="+dsn+sep+"search_path="+e.schema,
-		"TOKENWARDEN_CATALOG="+e.catalog,
-	)
-	return &workerProcess{t: e.t, bin: bin, env: env, e: e}
+	return &workerProcess{t: e.t, bin: bin, env: e.Env(), e: e}
 }
 
 func (w *workerProcess) start() {
 	w.t.Helper()
 	w.cmd = exec.Command(w.bin, "worker")
 	w.cmd.Env = w.env
-	w.cmd.Stdout = w.e.logs
-	w.cmd.Stderr = w.e.logs
+	w.cmd.Stdout = w.e.Logs
+	w.cmd.Stderr = w.e.Logs
 	if err := w.cmd.Start(); err != nil {
 		w.t.Fatalf("start worker: %v", err)
 	}
@@ -96,11 +79,11 @@ func TestWorkerKilledMidRefresh(t *testing.T) {
 		ids = append(ids, e.createAuthCodeLink(ctx))
 	}
 	for _, id := range ids {
-		e.waitFor(ctx, id, "enrolled", active)
+		e.WaitFor(ctx, id, "enrolled", active)
 	}
 	before := map[string]int{}
 	for _, id := range ids {
-		st, _ := e.state(ctx, id)
+		st, _ := e.State(ctx, id)
 		before[id] = st.Refreshes
 	}
 
@@ -116,14 +99,14 @@ func TestWorkerKilledMidRefresh(t *testing.T) {
 
 	// After the storm every link refreshes again on its own...
 	for _, id := range ids {
-		e.waitFor(ctx, id, "refreshing after the kills", func(st workflows.State) bool {
+		e.WaitFor(ctx, id, "refreshing after the kills", func(st workflows.State) bool {
 			return st.Status == workflows.StatusActive && st.Refreshes >= before[id]+3
 		})
 	}
 	lost := 0
 	for _, id := range ids {
 		// ...and on demand, with a token the server accepts.
-		h, err := e.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 			WorkflowID: workflows.WorkflowID(tenant, id), UpdateName: workflows.UpdateRefresh,
 			Args: []any{workflows.RefreshRequest{}}, WaitForStage: client.WorkflowUpdateStageCompleted,
 		})
@@ -135,7 +118,7 @@ func TestWorkerKilledMidRefresh(t *testing.T) {
 			t.Errorf("link %s cannot refresh after the kills: %v", id, err)
 			continue
 		}
-		tok, _ := e.token(ctx, id)
+		tok, _ := e.Token(ctx, id)
 		if ok, _, err := e.peer.Introspect(ctx, tok.AccessToken); err != nil || !ok {
 			lost++
 			t.Errorf("link %s: token not active at the peer after the kills", id)
@@ -151,5 +134,5 @@ func TestWorkerKilledMidRefresh(t *testing.T) {
 		t.Errorf("the peer rejected %d refresh requests: a spent refresh token was replayed", n)
 	}
 	w.kill()
-	e.scanForSecrets(ctx)
+	e.ScanForSecrets(ctx)
 }

@@ -22,16 +22,16 @@ func active(st workflows.State) bool { return st.Status == workflows.StatusActiv
 func TestAuthCodeLinkStaysFresh(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, RequireOfflineAccess: true})
-	e.startWorker()
+	e.StartWorker()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
 	id := e.createAuthCodeLink(ctx)
-	first := e.waitFor(ctx, id, "enrolled", active)
+	first := e.WaitFor(ctx, id, "enrolled", active)
 	if first.ExpirySource != "provider" {
 		t.Errorf("expiry source = %q, want provider (expires_in)", first.ExpirySource)
 	}
-	tok, _ := e.token(ctx, id)
+	tok, _ := e.Token(ctx, id)
 	if tok.RefreshToken == "" {
 		t.Fatal("enrollment stored no refresh token")
 	}
@@ -40,7 +40,7 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 	end := time.Now().Add(60 * time.Second)
 	reads := 0
 	for time.Now().Before(end) {
-		tok, _ := e.token(ctx, id)
+		tok, _ := e.Token(ctx, id)
 		reads++
 		if !tok.Expiry.After(time.Now()) {
 			t.Fatalf("Vault holds an expired token (expired %s ago)", time.Since(tok.Expiry))
@@ -55,7 +55,7 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 		distinct[tok.AccessToken] = true
 		time.Sleep(500 * time.Millisecond)
 	}
-	st, err := e.state(ctx, id)
+	st, err := e.State(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +68,8 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 	t.Logf("60 s: %d refreshes, %d distinct access tokens, %d reads all active", st.Refreshes, len(distinct), reads)
 
 	// Force refresh returns a new token.
-	before, beforeVer := e.token(ctx, id)
-	h, err := e.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	before, beforeVer := e.Token(ctx, id)
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: workflows.WorkflowID(tenant, id), UpdateName: workflows.UpdateRefresh,
 		Args: []any{workflows.RefreshRequest{}}, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
@@ -80,7 +80,7 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 	if err := h.Get(ctx, &res); err != nil {
 		t.Fatalf("forced refresh: %v", err)
 	}
-	after, afterVer := e.token(ctx, id)
+	after, afterVer := e.Token(ctx, id)
 	if !res.Refreshed || afterVer <= beforeVer || after.AccessToken == before.AccessToken {
 		t.Fatalf("forced refresh did not store a new token (refreshed=%v, versions %d -> %d)", res.Refreshed, beforeVer, afterVer)
 	}
@@ -90,7 +90,7 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 
 	// Revoke: the peer forgets the grant, Vault forgets the token, the
 	// workflow ends.
-	h, err = e.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	h, err = e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: workflows.WorkflowID(tenant, id), UpdateName: workflows.UpdateRevoke,
 		Args: []any{workflows.RevokeRequest{Reason: "test"}}, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
@@ -107,27 +107,27 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 	if ok, _, err := e.peer.Introspect(ctx, after.AccessToken); err != nil || ok {
 		t.Fatalf("after revoke the access token is still active at the peer (err %v)", err)
 	}
-	if _, err := e.secrets.ReadToken(ctx, tenant, id); err == nil {
+	if _, err := e.Secrets.ReadToken(ctx, tenant, id); err == nil {
 		t.Fatal("after revoke Vault still holds the token")
 	}
-	if err := e.temporal.GetWorkflow(ctx, workflows.WorkflowID(tenant, id), "").Get(ctx, nil); err != nil {
+	if err := e.Temporal.GetWorkflow(ctx, workflows.WorkflowID(tenant, id), "").Get(ctx, nil); err != nil {
 		t.Fatalf("workflow did not complete cleanly: %v", err)
 	}
-	row, err := e.store.GetLink(ctx, tenant, id)
+	row, err := e.Store.GetLink(ctx, tenant, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if row.Status != string(workflows.StatusRevoked) {
 		t.Fatalf("Postgres says %s, want revoked", row.Status)
 	}
-	events, _, err := e.store.ListEvents(ctx, tenant, id, "", 500)
+	events, _, err := e.Store.ListEvents(ctx, tenant, id, "", 500)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(events) < 2*8 {
 		t.Fatalf("audit trail has %d events, want one per transition", len(events))
 	}
-	e.scanForSecrets(ctx)
+	e.ScanForSecrets(ctx)
 }
 
 // TestClientCredentialsAndDeviceLinksStayFresh runs the two grants that
@@ -135,32 +135,32 @@ func TestAuthCodeLinkStaysFresh(t *testing.T) {
 func TestClientCredentialsAndDeviceLinksStayFresh(t *testing.T) {
 	t.Parallel()
 	e := newEngine(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, ClientCredentialsTTL: 5 * time.Second})
-	e.startWorker()
+	e.StartWorker()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	cc := e.createLink(ctx, providers.GrantClientCredentials, providers.Grant{})
 
-	p, _, _ := e.registry.Get("peer")
+	p, _, _ := e.Registry.Get("peer")
 	da, err := p.(providers.DeviceAuthorizer).DeviceAuth(ctx, []string{"openid", "offline_access"})
 	if err != nil {
 		t.Fatalf("device authorization: %v", err)
 	}
-	e.remember(da.DeviceCode)
+	e.Remember(da.DeviceCode)
 	dev := e.createLink(ctx, providers.GrantDeviceCode, providers.Grant{DeviceCode: da.DeviceCode,
 		Scopes: []string{"openid", "offline_access"}, DeviceInterval: da.Interval})
-	e.waitFor(ctx, dev, "pending", func(st workflows.State) bool { return st.Status == workflows.StatusPendingAuthorization })
+	e.WaitFor(ctx, dev, "pending", func(st workflows.State) bool { return st.Status == workflows.StatusPendingAuthorization })
 	if err := e.peer.ApproveDevice(ctx, da.UserCode, "bob"); err != nil {
 		t.Fatalf("approve device: %v", err)
 	}
 
 	for _, id := range []string{cc, dev} {
-		e.waitFor(ctx, id, "active", active)
+		e.WaitFor(ctx, id, "active", active)
 	}
 	end := time.Now().Add(20 * time.Second)
 	for time.Now().Before(end) {
 		for _, id := range []string{cc, dev} {
-			tok, _ := e.token(ctx, id)
+			tok, _ := e.Token(ctx, id)
 			if ok, _, err := e.peer.Introspect(ctx, tok.AccessToken); err != nil || (!ok && time.Until(tok.Expiry) > time.Second) {
 				t.Fatalf("link %s: stored token not active (err %v)", id, err)
 			}
@@ -168,7 +168,7 @@ func TestClientCredentialsAndDeviceLinksStayFresh(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	for _, id := range []string{cc, dev} {
-		st, err := e.state(ctx, id)
+		st, err := e.State(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,5 +176,5 @@ func TestClientCredentialsAndDeviceLinksStayFresh(t *testing.T) {
 			t.Fatalf("link %s after 20 s: %s with %d refreshes; last_error %q", id, st.Status, st.Refreshes, st.LastError)
 		}
 	}
-	e.scanForSecrets(ctx)
+	e.ScanForSecrets(ctx)
 }

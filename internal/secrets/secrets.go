@@ -113,6 +113,9 @@ func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {
 	}
 	sec, err := s.kv.Get(ctx, s.prefix+"/"+strings.Trim(path, "/"))
 	if err != nil {
+		if isNotFound(err) {
+			return "", fmt.Errorf("read %s: %w", path, ErrNotFound)
+		}
 		return "", classify("read "+path, err)
 	}
 	if sec == nil || sec.Data == nil {
