@@ -162,8 +162,8 @@ providers:
 	want := map[string][]string{
 		`provider "Bad_Name"`:       {"must match"},
 		`provider "dup"`:            {"duplicate name"},
-		`provider "no-kind"`:        {"kind is required; known kinds: oauth2, oidc"},
-		`provider "alien"`:          {`unknown kind "martian"; known kinds: oauth2, oidc`},
+		`provider "no-kind"`:        {"kind is required; known kinds: demobank, everifin, finapi, luca, norman, oauth2, oidc"},
+		`provider "alien"`:          {`unknown kind "martian"; known kinds: demobank, everifin, finapi, luca, norman, oauth2, oidc`},
 		`provider "urls"`:           {"issuer", "endpoint.token_url", "endpoint.revocation_url"},
 		`provider "grants"`:         {`grant "password" is listed twice`, `grant "Bad Grant"`, `grant "refresh_token" is not supported`},
 		`provider "no-grants"`:      {"grants must list at least one"},

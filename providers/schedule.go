@@ -66,31 +66,6 @@ func (s Schedule) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Next returns when to refresh a token observed at now. expiry is when
-// the access token expires and refreshExpiry when the refresh token does;
-// zero means unknown. u in [0,1) draws the jitter: workflows pass a value
-// from a deterministic source (a side effect), so Next itself is pure.
-// The result is never before now.
-func (s Schedule) Next(now, expiry, refreshExpiry time.Time, u float64) time.Time {
-	if expiry.IsZero() {
-		expiry = now.Add(s.DefaultLifetime)
-	}
-	margin := max(s.MinMargin, time.Duration(s.Fraction*float64(expiry.Sub(now))))
-	if u > 0 && u < 1 {
-		margin += time.Duration(s.Jitter * u * float64(margin))
-	}
-	at := expiry.Add(-margin)
-	if !refreshExpiry.IsZero() {
-		if last := refreshExpiry.Add(-s.RefreshTokenMargin); last.Before(at) {
-			at = last
-		}
-	}
-	if at.Before(now) {
-		return now
-	}
-	return at
-}
-
 // scheduleYAML is the catalog form of a Schedule: durations as strings.
 // Pointers tell a field that was left out (keep the default) from one set
 // to zero (validate it).

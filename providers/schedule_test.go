@@ -29,26 +29,3 @@ func TestScheduleDefaultsAndJSON(t *testing.T) {
 	assert.Equal(t, overlaid, back)
 }
 
-func TestScheduleNext(t *testing.T) {
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := DefaultSchedule()
-	tests := []struct {
-		name                  string
-		expiry, refreshExpiry time.Time
-		u                     float64
-		want                  time.Time
-	}{
-		{"fraction of an hour", now.Add(time.Hour), time.Time{}, 0, now.Add(48 * time.Minute)},
-		{"min margin for short tokens", now.Add(2 * time.Minute), time.Time{}, 0, now.Add(time.Minute)},
-		{"jitter only earlier", now.Add(time.Hour), time.Time{}, 0.5, now.Add(48*time.Minute - 36*time.Second)},
-		{"unknown expiry uses the default lifetime", time.Time{}, time.Time{}, 0, now.Add(48 * time.Minute)},
-		{"refresh token dies first", now.Add(time.Hour), now.Add(10 * time.Minute), 0, now.Add(9 * time.Minute)},
-		{"already late", now.Add(30 * time.Second), time.Time{}, 0, now},
-		{"already expired", now.Add(-time.Hour), time.Time{}, 0.9, now},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, s.Next(now, tt.expiry, tt.refreshExpiry, tt.u))
-		})
-	}
-}

@@ -45,9 +45,10 @@ func withDefaults(s providers.Schedule) providers.Schedule {
 // The margin before expiry is max(MinMargin, Fraction × lifetime), never
 // more than half the lifetime (a 5-second token with a 60-second margin
 // would otherwise be refreshed in a tight loop), scaled by a jitter of
-// ±Jitter so that links enrolled together do not refresh together. The
-// jitter is derived from seed rather than a random source, so replay
-// computes the same instant without a side effect in history.
+// up to Jitter (it only ever makes a refresh earlier, never later) so
+// that links enrolled together do not refresh together. The jitter is
+// derived from seed rather than a random source, so replay computes the
+// same instant without a side effect in history.
 //
 // An idle link must not let its refresh token lapse either: when the
 // refresh token expires first, the refresh moves before that.
@@ -77,7 +78,7 @@ func margin(lifetime, minMargin time.Duration, fraction, jitter float64, seed st
 	if m > lifetime/2 {
 		m = lifetime / 2
 	}
-	return time.Duration(float64(m) * (1 + jitter*(2*unit(seed)-1)))
+	return time.Duration(float64(m) * (1 + jitter*unit(seed)))
 }
 
 // unit maps seed to a number in [0, 1).
