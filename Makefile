@@ -9,7 +9,8 @@ OIDC_PEER := deployments/dev/oidc-peer
 ## dev: run Temporal, Vault and Postgres in .dev plus the engine, in the foreground
 dev: tools
 	@bin=$$(deployments/dev/tools.sh | tail -n1) && \
-	  TOKENWARDEN_BIN=$$bin $(GO) run ./cmd/tokenwarden dev
+	  $(GO) build -o bin/tokenwarden ./cmd/tokenwarden && \
+	  TOKENWARDEN_BIN=$$bin exec bin/tokenwarden dev
 
 ## test: vet, gofmt check and all tests against a throwaway stack in .test-stack
 test: tools oidc-peer-deps

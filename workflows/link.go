@@ -75,6 +75,9 @@ type link struct {
 
 	wake    workflow.Channel
 	records []workflow.Future
+	// hooks counts webhook events not yet handed to their delivery
+	// workflow (see webhook).
+	hooks int
 }
 
 func newLink(ctx workflow.Context, p LinkParams) *link {
@@ -555,6 +558,7 @@ func (l *link) transition(ctx workflow.Context, to Status, event, detail string)
 	})
 	l.records = append(l.records, workflow.ExecuteActivity(actx, ActivityRecord, t))
 	l.pruneRecords()
+	l.webhook(ctx, actx, t)
 }
 
 func (l *link) pruneRecords() {
@@ -567,12 +571,14 @@ func (l *link) pruneRecords() {
 	l.records = kept
 }
 
-// flushRecords waits until every audit record of this run is written.
+// flushRecords waits until every audit record of this run is written and
+// every webhook event is handed to its delivery workflow.
 func (l *link) flushRecords(ctx workflow.Context) {
 	for _, f := range l.records {
 		_ = f.Get(ctx, nil)
 	}
 	l.records = nil
+	l.flushWebhooks(ctx)
 }
 
 func (l *link) upsertSearchAttributes(ctx workflow.Context) {
@@ -647,7 +653,7 @@ func (l *link) drain(ctx workflow.Context, revokeCh, authorizedCh, reauthCh, den
 func errorMessage(err error) string {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		return appErr.Error()
+		return appErr.Message()
 	}
 	var timeoutErr *temporal.TimeoutError
 	if errors.As(err, &timeoutErr) {

@@ -145,6 +145,9 @@ func newSuite(t *testing.T, lifetime time.Duration) *suite {
 	env.RegisterActivityWithOptions(f.Refresh, activity.RegisterOptions{Name: ActivityRefresh})
 	env.RegisterActivityWithOptions(f.Revoke, activity.RegisterOptions{Name: ActivityRevoke})
 	env.RegisterActivityWithOptions(f.RecordTransition, activity.RegisterOptions{Name: ActivityRecord})
+	// No tenant here has a webhook (webhooks_test.go covers those).
+	env.RegisterActivityWithOptions(func(context.Context, WebhookCheck) (bool, error) { return false, nil },
+		activity.RegisterOptions{Name: ActivityWebhookSubscribed})
 	return &suite{env: env, f: f}
 }
 

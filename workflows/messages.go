@@ -39,7 +39,15 @@ const (
 	ActivityRefresh    = "Refresh"
 	ActivityRevoke     = "Revoke"
 	ActivityRecord     = "RecordTransition"
+	// ActivityWebhookSubscribed asks whether the tenant's webhook wants
+	// an event type; ActivityDeliverWebhook delivers one event.
+	ActivityWebhookSubscribed = "WebhookSubscribed"
+	ActivityDeliverWebhook    = "DeliverWebhook"
 )
+
+// WorkflowWebhook is the name of the child workflow that delivers one
+// webhook event (WebhookDelivery).
+const WorkflowWebhook = "WebhookDelivery"
 
 // Error types of activity failures, as temporal.ApplicationError types. The
 // activities classify provider errors once; the workflow decides on type.
@@ -49,6 +57,7 @@ const (
 	ErrTypeDenied       = "Denied"       // the end-user refused consent
 	ErrTypeExpired      = "Expired"      // the authorization window (code, device code) closed
 	ErrTypeConfig       = "Config"       // unknown provider, missing grant material
+	ErrTypeWebhookGone  = "WebhookGone"  // the webhook receiver answered 410 Gone: stop delivering
 )
 
 // Status is where a link stands in its lifecycle.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net"
 	"os"
 	"path/filepath"
@@ -75,6 +76,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	info := stack.Info()
 
 	callback := gatewayURL + "/v1/oauth/callback"
+	simPorts := newDevPorts(*peerPort)
 	peer, err := oidcpeer.Start(ctx, oidcpeer.Options{
 		Port:                 *peerPort,
 		AccessTokenTTL:       30 * time.Second,
@@ -99,6 +101,22 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("store the OIDC peer's client secret: %w", err)
 	}
 
+	simSecrets, stopSims, err := startDevSims(ctx, simPorts)
+	if err != nil {
+		return err
+	}
+	defer stopSims()
+	for name, secret := range simSecrets {
+		if err := sec.PutValue(ctx, "providers/"+name, map[string]string{"client_secret": secret}); err != nil {
+			return fmt.Errorf("store the %s simulator's client secret: %w", name, err)
+		}
+	}
+	catalog := os.Getenv("TOKENWARDEN_CATALOG")
+	if catalog == "" {
+		if catalog, err = writeDevCatalog(*dir, simPorts); err != nil {
+			return err
+		}
+	}
 	if err := devCodecKeys(ctx, sec); err != nil {
 		return err
 	}
@@ -119,7 +137,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		VaultMount:        info.VaultMount,
 		VaultPrefix:       "tokenwarden",
 		DatabaseURL:       info.PostgresURL,
-		Catalog:           env("TOKENWARDEN_CATALOG", "deployments/dev/catalog.yaml"),
+		Catalog:           catalog,
 		Listen:            *listen,
 		BootstrapAPIKey:   apiKey,
 		ShutdownTimeout:   5 * time.Second,
@@ -148,6 +166,7 @@ Tokenwarden is running.
   Vault        %[5]s   (root token in %[6]s/vault/init.json)
   PostgreSQL   %[7]s
   OIDC peer    %[8]s   (any username logs in)
+  Simulators   Norman, finAPI, Luca, Everifin, finAPI Demobank on ports %[10]d-%[11]d (catalog: %[6]s/catalog.yaml)
   API key      %[9]s   (tenant "default")
 
 Try:
@@ -157,7 +176,7 @@ Try:
 
 Ctrl-C stops everything; state stays in %[6]s (make reset deletes it).
 `, gatewayURL, info.TemporalUIURL, info.TemporalNamespace, info.TemporalAddress, info.VaultAddress, *dir,
-		info.PostgresURL, peer.Issuer, apiKey)
+		info.PostgresURL, peer.Issuer, apiKey, simPorts.Norman, simPorts.Demobank)
 
 	go seedDemo(runCtx, gatewayURL, apiKey, logger)
 
@@ -212,24 +231,81 @@ func logFile(dir, name string) io.Writer {
 	return f
 }
 
-// seedDemo creates a client-credentials link at the OIDC peer through the
-// gateway (so it takes the same path as any caller's), so that a new user
-// sees a live lifecycle in the Temporal UI at once. The idempotency key
-// makes restarts reuse it.
+// demoLinks are the links `make dev` keeps: one per provider of the dev
+// catalog, so that a new user sees six lifecycles in the Temporal UI.
+var demoLinks = []tokenwarden.CreateLinkRequest{
+	{Provider: "oidc-peer", UserID: demoUser, Grant: "client_credentials"},
+	{Provider: "norman", UserID: demoUser, Grant: "norman_user", Params: map[string]string{
+		"username": devDemoUser, "email": "demo@example.com", "external_id": "7573b746-0be5-434a-90c3-37c1edb062bb"}},
+	{Provider: "finapi", UserID: demoUser, Grant: "password", Params: map[string]string{"create_user": "true", "email": "demo@example.com"},
+		Credentials: &tokenwarden.Credentials{Username: devDemoUser, Password: devDemoPassword}},
+	{Provider: "luca", UserID: demoUser, Grant: "authorization_code", Params: map[string]string{"locale": "en"}},
+	{Provider: "everifin", UserID: demoUser, Grant: "authorization_code"},
+	{Provider: "finapi-demobank", UserID: demoUser, Grant: "password",
+		Credentials: &tokenwarden.Credentials{Username: devDemoUser, Password: devDemoPassword}},
+}
+
+// demoUser is the user_id of the demo links.
+const demoUser = "demo"
+
+// seedDemo creates the demo links through the gateway (the path any caller
+// takes) and walks the consent pages of the authorization-code ones, as an
+// end-user's browser would; the simulators approve at once. The
+// simulators keep their users and tokens in memory, so the demo links of
+// an earlier run cannot survive a restart: they are revoked first (their
+// histories stay in the Temporal UI as completed workflows).
 func seedDemo(ctx context.Context, gatewayURL, apiKey string, logger *slog.Logger) {
 	c := tokenwarden.NewClient(gatewayURL, apiKey)
+	var old []tokenwarden.Link
 	for ctx.Err() == nil {
-		l, err := c.CreateLink(ctx, tokenwarden.CreateLinkRequest{
-			Provider: "oidc-peer", UserID: "demo", Grant: "client_credentials",
-		}, "dev-demo-oidc-peer")
-		if err == nil {
-			logger.Info("demo link", "link", l.ID, "status", l.Status)
-			return
+		var err error
+		if old, err = listAll(ctx, c, tokenwarden.ListOptions{UserID: demoUser}); err == nil {
+			break
 		}
 		// The gateway may still be starting.
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+	for _, l := range old {
+		if l.Status != "revoked" {
+			if err := c.Revoke(ctx, l.ID, "dev stack restarted"); err != nil {
+				logger.Warn("demo link: revoke the previous run's", "link", l.ID, "error", err)
+			}
+		}
+	}
+	run := strconv.FormatInt(time.Now().Unix(), 36)
+	browser := &http.Client{Timeout: 10 * time.Second}
+	for _, req := range demoLinks {
+		l, err := c.CreateLink(ctx, req, "dev-demo-"+req.Provider+"-"+run)
+		if err != nil {
+			logger.Warn("demo link", "provider", req.Provider, "error", err)
+			continue
+		}
+		if l.AuthorizationURL != "" {
+			resp, err := browser.Get(l.AuthorizationURL)
+			if err != nil {
+				logger.Warn("demo link: consent", "provider", req.Provider, "error", err)
+				continue
+			}
+			resp.Body.Close()
+		}
+		logger.Info("demo link", "provider", req.Provider, "link", l.ID)
+	}
+}
+
+func listAll(ctx context.Context, c *tokenwarden.Client, opts tokenwarden.ListOptions) ([]tokenwarden.Link, error) {
+	var all []tokenwarden.Link
+	for {
+		page, err := c.ListLinks(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Links...)
+		if page.NextCursor == "" {
+			return all, nil
+		}
+		opts.Cursor = page.NextCursor
 	}
 }

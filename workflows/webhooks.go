@@ -1,0 +1,176 @@
+package workflows
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Webhook event types: the transitions a caller can act on. Routine
+// refreshes fire none.
+const (
+	WebhookLinkActive         = "link.active"
+	WebhookLinkRefreshFailed  = "link.refresh_failed"
+	WebhookLinkReauthRequired = "link.reauth_required"
+	WebhookLinkRevoked        = "link.revoked"
+	WebhookLinkRecovered      = "link.recovered"
+)
+
+// WebhookEventTypes lists every webhook event type.
+var WebhookEventTypes = []string{
+	WebhookLinkActive, WebhookLinkRefreshFailed, WebhookLinkReauthRequired, WebhookLinkRevoked, WebhookLinkRecovered,
+}
+
+// WebhookDeliveryWindow is how long a webhook event is retried before it
+// is given up on.
+const WebhookDeliveryWindow = 24 * time.Hour
+
+// WebhookEventType maps a transition type to the webhook event it fires,
+// "" for none.
+func WebhookEventType(transition string) string {
+	switch transition {
+	case "enrolled", "reauthorized":
+		return WebhookLinkActive
+	case "refresh_failed":
+		return WebhookLinkRefreshFailed
+	case "reauth_required", "enroll_failed":
+		return WebhookLinkReauthRequired
+	case "revoked":
+		return WebhookLinkRevoked
+	case "recovered", "reenrolled":
+		return WebhookLinkRecovered
+	}
+	return ""
+}
+
+// WebhookEvent is one webhook delivery, exactly the JSON body the
+// receiver gets. It holds no secret: last_error is built from wire facts.
+type WebhookEvent struct {
+	// ID is deterministic (derived from the transition's event ID), so a
+	// receiver can drop the duplicates at-least-once delivery brings.
+	ID        string      `json:"id"`
+	Type      string      `json:"type"`
+	CreatedAt time.Time   `json:"created_at"`
+	Data      WebhookData `json:"data"`
+}
+
+// WebhookData is the link a webhook event is about.
+type WebhookData struct {
+	LinkID    string `json:"link_id"`
+	TenantID  string `json:"tenant_id"`
+	Provider  string `json:"provider"`
+	Status    Status `json:"status"`
+	LastError string `json:"last_error"`
+}
+
+// WebhookCheck is the input of ActivityWebhookSubscribed.
+type WebhookCheck struct {
+	TenantID string `json:"tenant_id"`
+	Type     string `json:"type"`
+}
+
+// WebhookEventID is the webhook event ID of a transition event ID: opaque
+// to receivers, and the same however often the workflow replays.
+func WebhookEventID(transitionID string) string {
+	sum := sha256.Sum256([]byte(transitionID))
+	return "evt_" + hex.EncodeToString(sum[:16])
+}
+
+// webhookWorkflowID is the delivery workflow's ID. One ID per event makes
+// Temporal reject a second delivery workflow for the same event.
+func webhookWorkflowID(eventID string) string { return "webhook/" + eventID }
+
+// webhook hands a transition the caller can act on to its own delivery
+// workflow.
+//
+// Why a child workflow with ParentClosePolicy ABANDON: a delivery may be
+// retried for up to a day, far longer than a run of the link workflow
+// lives (it continues as new every so many refreshes), and the pending
+// activities of a closed run are cancelled, so delivering from the link's
+// own activities would lose events. An abandoned child outlives its
+// parent, retries on its own schedule, shows in the Temporal UI, and its
+// ID (the event ID) makes duplicates impossible. The link only waits for
+// the child to have started (flushWebhooks), never for the delivery.
+//
+// Only tenants with a webhook that wants the event get a child: the
+// WebhookSubscribed activity asks first, so links of tenants without a
+// webhook (most of them) keep a history and a namespace free of delivery
+// workflows. The delivery activity checks the configuration again when it
+// runs, so an endpoint removed meanwhile gets nothing.
+//
+// Guarded by a version marker: histories recorded before webhooks existed
+// replay without these commands.
+func (l *link) webhook(ctx, actx workflow.Context, t Transition) {
+	typ := WebhookEventType(t.Type)
+	if typ == WebhookLinkRefreshFailed && t.State.Failures != 1 {
+		// A degraded link retries with backoff and fails again and again;
+		// only the first failure of a streak is news.
+		typ = ""
+	}
+	if typ == "" {
+		return
+	}
+	if workflow.GetVersion(ctx, "webhooks", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	ev := WebhookEvent{
+		ID:        WebhookEventID(t.EventID),
+		Type:      typ,
+		CreatedAt: t.At.UTC(),
+		Data: WebhookData{LinkID: t.LinkID, TenantID: t.TenantID, Provider: t.Provider,
+			Status: t.To, LastError: t.State.LastError},
+	}
+	check := workflow.ExecuteActivity(actx, ActivityWebhookSubscribed, WebhookCheck{TenantID: t.TenantID, Type: typ})
+	l.hooks++
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		defer func() { l.hooks-- }()
+		var subscribed bool
+		if err := check.Get(ctx, &subscribed); err != nil || !subscribed {
+			return
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:               webhookWorkflowID(ev.ID),
+			ParentClosePolicy:        enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+			WorkflowExecutionTimeout: WebhookDeliveryWindow + time.Hour,
+		})
+		// Already started (a reset replaying this transition): the
+		// existing delivery stands; nothing else can fail here.
+		_ = workflow.ExecuteChildWorkflow(cctx, WorkflowWebhook, ev).GetChildWorkflowExecution().Get(ctx, nil)
+	})
+}
+
+// flushWebhooks waits until every webhook event of this run has its
+// delivery workflow started; a child that has not started when its parent
+// closes never will.
+func (l *link) flushWebhooks(ctx workflow.Context) {
+	_ = workflow.Await(ctx, func() bool { return l.hooks == 0 })
+}
+
+// WebhookDelivery is the child workflow that delivers one webhook event:
+// at least once, retrying with exponential backoff for up to
+// WebhookDeliveryWindow, and not at all once the receiver says 410 Gone.
+func WebhookDelivery(ctx workflow.Context, ev WebhookEvent) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: WebhookDeliveryWindow,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        10 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Hour,
+			NonRetryableErrorTypes: []string{ErrTypeWebhookGone},
+		},
+	})
+	err := workflow.ExecuteActivity(actx, ActivityDeliverWebhook, ev).Get(ctx, nil)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypeWebhookGone {
+		workflow.GetLogger(ctx).Info("webhook receiver answered 410 Gone; event dropped", "event", ev.ID, "type", ev.Type)
+		return nil
+	}
+	return err
+}
