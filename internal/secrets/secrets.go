@@ -104,6 +104,49 @@ func (s *Store) DeleteLink(ctx context.Context, tenant, link string) error {
 	return nil
 }
 
+// WebhookPath is where a tenant's webhook signing secret lives, relative
+// to the mount.
+func (s *Store) WebhookPath(tenant string) string {
+	return s.prefix + "/webhooks/" + tenant
+}
+
+// webhookSecret is the stored shape of a webhook signing secret.
+type webhookSecret struct {
+	Secret string `json:"secret"`
+}
+
+// ReadWebhookSecret returns the tenant's webhook signing secret.
+func (s *Store) ReadWebhookSecret(ctx context.Context, tenant string) (string, error) {
+	var v webhookSecret
+	if _, err := s.read(ctx, s.WebhookPath(tenant), &v); err != nil {
+		return "", err
+	}
+	if v.Secret == "" {
+		return "", fmt.Errorf("read %s: %w", s.WebhookPath(tenant), ErrNotFound)
+	}
+	return v.Secret, nil
+}
+
+// WriteWebhookSecret stores the tenant's webhook signing secret, replacing
+// any previous one.
+func (s *Store) WriteWebhookSecret(ctx context.Context, tenant, secret string) error {
+	if secret == "" {
+		return errors.New("write webhook secret: empty secret")
+	}
+	_, err := s.write(ctx, s.WebhookPath(tenant), webhookSecret{Secret: secret}, -1)
+	return err
+}
+
+// DeleteWebhookSecret destroys every version of the tenant's webhook
+// signing secret; deleting what is already gone is not an error.
+func (s *Store) DeleteWebhookSecret(ctx context.Context, tenant string) error {
+	p := s.WebhookPath(tenant)
+	if err := s.kv.DeleteMetadata(ctx, p); err != nil && !isNotFound(err) {
+		return classify("delete "+p, err)
+	}
+	return nil
+}
+
 // Resolve reads a client secret referenced by the provider catalog as
 // "path#field" (path relative to the prefix, e.g. "providers/luca#client_secret").
 func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {

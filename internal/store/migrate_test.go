@@ -43,7 +43,7 @@ func allVersions(t *testing.T) []int64 {
 	return out
 }
 
-var storeTables = []string{"tenants", "api_keys", "links", "link_events", "oauth_states"}
+var storeTables = []string{"tenants", "api_keys", "links", "link_events", "oauth_states", "webhooks"}
 
 func TestMigrateUpDownUp(t *testing.T) {
 	t.Parallel()
