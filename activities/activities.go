@@ -185,6 +185,14 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	if err != nil {
 		return workflows.TokenInfo{}, providerError("refresh "+ref.LinkID, err)
 	}
+	if tok.RefreshToken == "" && !reenrolled {
+		// Refresh tokens with care: a reply without one keeps the old
+		// (RFC 6749 section 6). Providers do this already; a slip in one
+		// must not strand a link.
+		t := *tok
+		t.RefreshToken = cur.Value.RefreshToken
+		tok = &t
+	}
 	info, err := a.store(ctx, ref, p, entry, tok, cur.Version)
 	info.Reenrolled = reenrolled
 	info.Rotated = tok.RefreshToken != "" && tok.RefreshToken != cur.Value.RefreshToken
