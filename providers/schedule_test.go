@@ -28,4 +28,3 @@ func TestScheduleDefaultsAndJSON(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, overlaid, back)
 }
-
