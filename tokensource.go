@@ -62,6 +62,18 @@ type linkTokenSource struct {
 	refreshAt time.Time
 	// nextAttempt holds off a new fetch after a transient failure.
 	nextAttempt time.Time
+	// lifetime is how long the last token was valid when it arrived.
+	lifetime time.Duration
+}
+
+// minTTL is the validity to ask the gateway for: requestedTTL, but no
+// more than half of what the provider's tokens last, which it could never
+// satisfy (every fetch would then make the provider issue a new token).
+func (s *linkTokenSource) minTTL() time.Duration {
+	if s.lifetime > 0 {
+		return min(requestedTTL, s.lifetime/2)
+	}
+	return requestedTTL
 }
 
 func (s *linkTokenSource) Token() (*oauth2.Token, error) {
@@ -72,7 +84,7 @@ func (s *linkTokenSource) Token() (*oauth2.Token, error) {
 	if s.fresh(now) || (s.usable(now) && now.Before(s.nextAttempt)) {
 		return s.tok, nil
 	}
-	tok, err := s.client.Token(context.Background(), s.linkID, requestedTTL)
+	tok, err := s.client.Token(context.Background(), s.linkID, s.minTTL())
 	if err != nil {
 		if s.usable(now) && transient(err) {
 			s.nextAttempt = now.Add(retryDelay)
@@ -84,7 +96,8 @@ func (s *linkTokenSource) Token() (*oauth2.Token, error) {
 	s.refreshAt = time.Time{}
 	s.nextAttempt = time.Time{}
 	if !tok.Expiry.IsZero() {
-		margin := earlyMargin(tok.Expiry.Sub(now))
+		s.lifetime = tok.Expiry.Sub(now)
+		margin := earlyMargin(s.lifetime)
 		s.refreshAt = tok.Expiry.Add(-margin)
 		// ReuseTokenSourceWithExpiry is the only way to set a token's
 		// expiry delta, which Token.Valid (and so an outer

@@ -27,6 +27,7 @@ func (a *Activities) store(ctx context.Context, ref workflows.LinkRef, p provide
 	tok *providers.Token, cas int) (workflows.TokenInfo, error) {
 	obtained := a.now()
 	t := *tok
+	t.IssuedAt = obtained
 	source := "provider"
 	if t.Expiry.IsZero() {
 		t.Expiry, source = a.expiry(ctx, p, entry, t.AccessToken, obtained)

@@ -41,14 +41,14 @@ func (s *Server) getToken(c *gin.Context) {
 	if !ok {
 		return
 	}
-	need := s.cfg.TokenMargin
+	var minTTL time.Duration
 	if raw, ok := c.GetQuery("min_ttl"); ok {
 		n, err := strconv.Atoi(raw)
 		if err != nil || n < 0 || n > maxMinTTL {
 			s.fail(c, errBadRequest(fmt.Sprintf(`"min_ttl" must be an integer number of seconds from 0 to %d`, maxMinTTL)))
 			return
 		}
-		need = max(need, time.Duration(n)*time.Second)
+		minTTL = time.Duration(n) * time.Second
 	}
 	ctx := c.Request.Context()
 	tenant := tenantOf(c)
@@ -59,6 +59,7 @@ func (s *Server) getToken(c *gin.Context) {
 		return
 	}
 	now := s.now()
+	need := s.need(tok.Value, minTTL)
 	if !fresh(tok.Value, now, need) {
 		if err := s.syncRefresh(ctx, tenant, id, now.Add(need)); err != nil {
 			s.fail(c, err)
@@ -78,6 +79,22 @@ func (s *Server) getToken(c *gin.Context) {
 		}
 	}
 	s.serveToken(c, tenant, id, tok.Value, now)
+}
+
+// need is how long a served token must stay valid: the caller's min_ttl,
+// and at least the gateway's margin. Both are capped by what the
+// provider's tokens can give: the margin at a tenth of the lifetime (so
+// the workflow, which refreshes earlier, stays the one that refreshes) and
+// min_ttl at half of it (a 5-second token can never satisfy a 60-second
+// min_ttl; asking for it would turn every read into a provider call).
+func (s *Server) need(t providers.Token, minTTL time.Duration) time.Duration {
+	margin := s.cfg.TokenMargin
+	if !t.IssuedAt.IsZero() && t.Expiry.After(t.IssuedAt) {
+		lifetime := t.Expiry.Sub(t.IssuedAt)
+		margin = min(margin, lifetime/10)
+		minTTL = min(minTTL, lifetime/2)
+	}
+	return max(margin, minTTL)
 }
 
 // fresh reports whether t is valid for at least need from now. A token

@@ -22,6 +22,9 @@ type Token struct {
 	RefreshToken string    `json:"refresh_token,omitempty"`
 	IDToken      string    `json:"id_token,omitempty"`
 	Expiry       time.Time `json:"expiry,omitzero"`
+	// IssuedAt is when the engine obtained the token; with Expiry it
+	// gives the lifetime, which readers use to size their margins.
+	IssuedAt time.Time `json:"issued_at,omitzero"`
 	// RefreshExpiry is when the refresh token itself dies (Keycloak's
 	// refresh_expires_in). Zero means the provider did not say.
 	RefreshExpiry time.Time `json:"refresh_expiry,omitzero"`
