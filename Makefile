@@ -41,3 +41,8 @@ vet:
 
 fmt:
 	@find . -name '*.go' -not -path '*/node_modules/*' -not -path './.dev/*' -not -path './.test-stack/*' -print0 | xargs -0 gofmt -l -w
+
+.PHONY: faults
+## faults: the full fault suite (faults/, TOKENWARDEN_FAULTS=full) on a throwaway stack; prints the results table
+faults: tools oidc-peer-deps
+	@faults/run.sh

@@ -147,10 +147,11 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	if err != nil {
 		return workflows.TokenInfo{}, vaultError("refresh "+ref.LinkID, err)
 	}
-	if in.KnownVersion > 0 && cur.Version > in.KnownVersion {
+	if in.KnownVersion > 0 && cur.Version > in.KnownVersion && stillFresh(cur.Value, a.now()) {
 		// An earlier attempt of this activity stored a fresh token and
 		// died before reporting it: adopt it instead of spending the
-		// rotated refresh token again.
+		// rotated refresh token again. (A newer token that is itself near
+		// expiry is refreshed, with its own refresh token.)
 		return a.info(cur.Value, cur.Version, entry, true), nil
 	}
 
@@ -197,6 +198,18 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	info.Reenrolled = reenrolled
 	info.Rotated = tok.RefreshToken != "" && tok.RefreshToken != cur.Value.RefreshToken
 	return info, err
+}
+
+// stillFresh reports whether t has more than half its lifetime left (or
+// an unknown expiry): worth adopting rather than refreshing.
+func stillFresh(t providers.Token, now time.Time) bool {
+	if t.Expiry.IsZero() {
+		return true
+	}
+	if t.IssuedAt.IsZero() || !t.Expiry.After(t.IssuedAt) {
+		return t.Expiry.After(now)
+	}
+	return t.Expiry.Sub(now) > t.Expiry.Sub(t.IssuedAt)/2
 }
 
 // exchangeStored obtains a token from the link's stored grant material.
@@ -257,6 +270,25 @@ func (a *Activities) Revoke(ctx context.Context, ref workflows.LinkRef) error {
 	}
 	if err := a.Secrets.DeleteLink(ctx, ref.TenantID, ref.LinkID); err != nil {
 		return vaultError("revoke "+ref.LinkID, err)
+	}
+	return nil
+}
+
+// Suspend clears a link's access token in Vault (keeping its refresh
+// token), so that the gateway answers reauth_required instead of serving
+// a token of a grant the provider has rejected.
+func (a *Activities) Suspend(ctx context.Context, ref workflows.LinkRef) error {
+	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		return nil
+	case err != nil:
+		return vaultError("suspend "+ref.LinkID, err)
+	}
+	t := cur.Value
+	t.AccessToken, t.IDToken = "", ""
+	if _, err := a.Secrets.WriteToken(ctx, ref.TenantID, ref.LinkID, t, cur.Version); err != nil && !errors.Is(err, secrets.ErrVersionConflict) {
+		return vaultError("suspend "+ref.LinkID, err)
 	}
 	return nil
 }

@@ -269,6 +269,11 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/links/:id/refresh", s.refreshLink)
 	v1.POST("/links/:id/revoke", s.revokeLink)
 	v1.POST("/links/:id/reauthorize", s.reauthorizeLink)
+	v1.GET("/links/:id/events", s.listEvents)
+	v1.GET("/webhook", s.getWebhook)
+	v1.PUT("/webhook", s.putWebhook)
+	v1.DELETE("/webhook", s.deleteWebhook)
+	v1.POST("/webhook/rotate-secret", s.rotateWebhookSecret)
 	return e
 }
 

@@ -61,7 +61,7 @@ func (s *Server) getToken(c *gin.Context) {
 	now := s.now()
 	need := s.need(tok.Value, minTTL)
 	if !fresh(tok.Value, now, need) {
-		if err := s.syncRefresh(ctx, tenant, id, now.Add(need)); err != nil {
+		if err := s.syncRefresh(ctx, tenant, id, now.Add(need), tok.Version); err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -178,9 +178,9 @@ func withReason(msg, reason string) string {
 
 // syncRefresh asks the link's workflow for a token valid until at least
 // until and waits, bounded by RefreshWait.
-func (s *Server) syncRefresh(ctx context.Context, tenant, id string, until time.Time) error {
+func (s *Server) syncRefresh(ctx context.Context, tenant, id string, until time.Time, seen int) error {
 	_, err := s.update(ctx, s.cfg.RefreshWait, tenant, id, workflows.UpdateRefresh,
-		workflows.RefreshRequest{MinValidUntil: until})
+		workflows.RefreshRequest{MinValidUntil: until, SeenVersion: seen})
 	outcome := refreshOK
 	if err != nil {
 		err = s.refreshError(ctx, tenant, id, err)

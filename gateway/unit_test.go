@@ -312,10 +312,12 @@ func TestRoutes(t *testing.T) {
 		{"GET", CallbackPath}, {"GET", "/v1/providers"}, {"POST", "/v1/links"}, {"GET", "/v1/links"},
 		{"GET", "/v1/links/{id}"}, {"DELETE", "/v1/links/{id}"}, {"GET", "/v1/links/{id}/token"},
 		{"POST", "/v1/links/{id}/refresh"}, {"POST", "/v1/links/{id}/revoke"}, {"POST", "/v1/links/{id}/reauthorize"},
+		{"GET", "/v1/links/{id}/events"}, {"GET", "/v1/webhook"}, {"PUT", "/v1/webhook"}, {"DELETE", "/v1/webhook"},
+		{"POST", "/v1/webhook/rotate-secret"},
 	} {
 		assert.Contains(t, got, want)
 	}
-	assert.Len(t, got, 15)
+	assert.Len(t, got, 20)
 }
 
 func TestMetricsEndpoint(t *testing.T) {

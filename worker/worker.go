@@ -23,12 +23,17 @@ func New(c client.Client, a *activities.Activities, opts sdkworker.Options) sdkw
 // worker, or a test environment), under the names the workflow uses.
 func Register(r sdkworker.Registry, a *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.Link, workflow.RegisterOptions{Name: "Link"})
+	r.RegisterWorkflowWithOptions(workflows.WebhookDelivery, workflow.RegisterOptions{Name: workflows.WorkflowWebhook})
 	for name, fn := range map[string]any{
 		workflows.ActivityEnroll:     a.Enroll,
 		workflows.ActivityPollDevice: a.PollDevice,
 		workflows.ActivityRefresh:    a.Refresh,
 		workflows.ActivityRevoke:     a.Revoke,
+		workflows.ActivitySuspend:    a.Suspend,
 		workflows.ActivityRecord:     a.RecordTransition,
+
+		workflows.ActivityWebhookSubscribed: a.WebhookSubscribed,
+		workflows.ActivityDeliverWebhook:    a.DeliverWebhook,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

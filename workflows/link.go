@@ -45,16 +45,29 @@ func Link(ctx workflow.Context, p LinkParams) error {
 		return err
 	}
 	err := l.run(ctx)
-	if err == nil && l.revokeRequested != nil && l.st.Status != StatusRevoked {
-		// A revoke that arrived as the link ended (failed) still wipes
-		// its secrets: revoking is always possible and always final.
-		err = l.revoke(ctx)
+	// Let update handlers finish before the run ends, whether it completes
+	// or continues as new. A revoke that arrives meanwhile (say, as the
+	// link fails) is still carried out: revoking is always possible and
+	// always final, so the run then ends instead of continuing.
+	for {
+		_ = workflow.Await(ctx, func() bool {
+			return workflow.AllHandlersFinished(ctx) || l.revokePending()
+		})
+		if l.revokePending() {
+			err = l.revoke(ctx)
+			continue
+		}
+		// Waiting for the audit records yields: a message may arrive
+		// meanwhile, so look again before ending.
+		l.flushRecords(ctx)
+		if workflow.AllHandlersFinished(ctx) && !l.revokePending() {
+			return err
+		}
 	}
-	// Let update handlers (a revoke waiting for its answer) finish before
-	// the run ends, whether it completes or continues as new.
-	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-	l.flushRecords(ctx)
-	return err
+}
+
+func (l *link) revokePending() bool {
+	return l.revokeRequested != nil && l.st.Status != StatusRevoked
 }
 
 type link struct {
@@ -68,6 +81,7 @@ type link struct {
 	attempts int
 
 	revokeRequested *RevokeRequest
+	revokeDone      bool
 	// grantReady: the gateway put fresh grant material in Vault (OAuth
 	// callback or re-authorization). denied: the end-user refused.
 	grantReady bool
@@ -158,8 +172,9 @@ func (w *refreshWaiter) satisfiedBy(st State) bool {
 // in flight when a request arrives satisfies it too, since it stores a
 // token newer than the one the caller saw.
 func (l *link) handleRefresh(ctx workflow.Context, req RefreshRequest) (RefreshResult, error) {
-	w := &refreshWaiter{afterVersion: l.st.VaultVersion, until: req.MinValidUntil, seen: l.attempts}
-	if !w.until.IsZero() && w.satisfiedBy(l.st) && (l.st.Status == StatusActive || l.st.Status == StatusDegraded) {
+	w := &refreshWaiter{afterVersion: max(l.st.VaultVersion, req.SeenVersion), until: req.MinValidUntil, seen: l.attempts}
+	if !w.until.IsZero() && w.satisfiedBy(l.st) && l.st.VaultVersion >= req.SeenVersion &&
+		(l.st.Status == StatusActive || l.st.Status == StatusDegraded) {
 		return RefreshResult{ExpiresAt: l.st.ExpiresAt, VaultVersion: l.st.VaultVersion}, nil
 	}
 	l.waiters = append(l.waiters, w)
@@ -200,7 +215,7 @@ func (l *link) validateRevoke(ctx workflow.Context, req RevokeRequest) error {
 // handleRevoke asks the main loop to revoke and waits until it has.
 func (l *link) handleRevoke(ctx workflow.Context, req RevokeRequest) (State, error) {
 	l.requestRevoke(req)
-	if err := workflow.Await(ctx, func() bool { return l.st.Status == StatusRevoked }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return l.revokeDone }); err != nil {
 		return State{}, err
 	}
 	return l.st, nil
@@ -433,6 +448,7 @@ func (l *link) enrollFailed(ctx workflow.Context, err error) {
 		l.transition(ctx, StatusFailed, "enroll_failed", l.st.LastError)
 		return
 	}
+	l.suspend(ctx)
 	l.transition(ctx, StatusReauthRequired, "enroll_failed", l.st.LastError)
 }
 
@@ -470,6 +486,7 @@ func (l *link) refresh(ctx workflow.Context) {
 	if errors.As(err, &appErr) {
 		switch appErr.Type() {
 		case ErrTypeInvalidGrant, ErrTypePermanent:
+			l.suspend(ctx)
 			l.transition(ctx, StatusReauthRequired, "reauth_required", l.st.LastError)
 			return
 		case ErrTypeConfig:
@@ -480,6 +497,19 @@ func (l *link) refresh(ctx workflow.Context) {
 	// Transient: the provider (or Vault) is struggling. Keep the token
 	// we have and try again after a backoff.
 	l.transition(ctx, StatusDegraded, "refresh_failed", l.st.LastError)
+}
+
+// suspend stops the gateway from serving the access token of a link that
+// needs re-authorization: the provider rejected the grant, and callers
+// should hear "reauth_required" rather than get a token that may be dead
+// already. The refresh token stays, for a grant an operator can mend.
+func (l *link) suspend(ctx workflow.Context) {
+	if workflow.GetVersion(ctx, "suspend-on-reauth", workflow.DefaultVersion, 1) < 1 {
+		return
+	}
+	if err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivitySuspend, l.ref()).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("could not suspend the access token", "link", l.p.LinkID, "error", err)
+	}
 }
 
 // failPendingRequests answers waiting refresh requests when the link can
@@ -508,6 +538,10 @@ func (l *link) revoke(ctx workflow.Context) error {
 	}
 	l.st.NextRefreshAt = time.Time{}
 	l.transition(ctx, StatusRevoked, "revoked", reason)
+	// The revoke update answers once the audit trail says "revoked" too,
+	// so that a caller who reads the link next finds it revoked.
+	l.flushRecords(ctx)
+	l.revokeDone = true
 	return nil
 }
 

@@ -38,6 +38,7 @@ type fakeProvider struct {
 	devicePolls int
 	pendingPoll int // how many polls answer "pending"
 	records     []Transition
+	suspends    int
 	// duringRefresh runs inside the refresh activity.
 	duringRefresh func()
 }
@@ -103,6 +104,13 @@ func (f *fakeProvider) Revoke(ctx context.Context, ref LinkRef) error {
 	return nil
 }
 
+func (f *fakeProvider) Suspend(ctx context.Context, ref LinkRef) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.suspends++
+	return nil
+}
+
 func (f *fakeProvider) RecordTransition(ctx context.Context, t Transition) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -144,6 +152,7 @@ func newSuite(t *testing.T, lifetime time.Duration) *suite {
 	env.RegisterActivityWithOptions(f.PollDevice, activity.RegisterOptions{Name: ActivityPollDevice})
 	env.RegisterActivityWithOptions(f.Refresh, activity.RegisterOptions{Name: ActivityRefresh})
 	env.RegisterActivityWithOptions(f.Revoke, activity.RegisterOptions{Name: ActivityRevoke})
+	env.RegisterActivityWithOptions(f.Suspend, activity.RegisterOptions{Name: ActivitySuspend})
 	env.RegisterActivityWithOptions(f.RecordTransition, activity.RegisterOptions{Name: ActivityRecord})
 	// No tenant here has a webhook (webhooks_test.go covers those).
 	env.RegisterActivityWithOptions(func(context.Context, WebhookCheck) (bool, error) { return false, nil },
@@ -356,6 +365,7 @@ func TestInvalidGrantNeedsReauthorization(t *testing.T) {
 	require.Contains(t, stuck.LastError, "invalid_grant")
 	require.Zero(t, stuck.NextRefreshAt, "no refresh scheduled while re-authorization is needed")
 	require.Equal(t, 1, s.f.refreshes, "no retries of a dead grant")
+	require.Equal(t, 1, s.f.suspends, "the access token of a rejected grant is no longer served")
 	require.Equal(t, StatusActive, back.Status)
 	require.Empty(t, back.LastError)
 }

@@ -38,6 +38,7 @@ const (
 	ActivityPollDevice = "PollDevice"
 	ActivityRefresh    = "Refresh"
 	ActivityRevoke     = "Revoke"
+	ActivitySuspend    = "Suspend"
 	ActivityRecord     = "RecordTransition"
 	// ActivityWebhookSubscribed asks whether the tenant's webhook wants
 	// an event type; ActivityDeliverWebhook delivers one event.
@@ -128,6 +129,10 @@ type RefreshRequest struct {
 	// MinValidUntil: refresh unless the current token is valid until then.
 	// Zero forces a refresh.
 	MinValidUntil time.Time `json:"min_valid_until,omitzero"`
+	// SeenVersion is the Vault version of the token the caller found
+	// wanting; a workflow that knows no newer one refreshes rather than
+	// vouch for a token it has not seen.
+	SeenVersion int `json:"seen_version,omitempty"`
 }
 
 // RefreshResult is what UpdateRefresh returns: never the token itself.

@@ -34,6 +34,7 @@ Commands:
                                    curl -H "Authorization: Bearer $(tokenwarden links token ID)"
   refresh  ID
   revoke   ID [--reason R]
+  events   ID [--limit N] [--cursor C]   the link's audit trail, oldest first
 
 Every command takes:
   --gateway URL   gateway to talk to (TOKENWARDEN_GATEWAY, default ` + defaultGatewayURL + `)
@@ -68,6 +69,8 @@ func runLinks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		run = linksRefresh
 	case "revoke":
 		run = linksRevoke
+	case "events":
+		run = linksEvents
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, linksUsage)
 		return nil
@@ -632,6 +635,69 @@ func linksRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	_, err = fmt.Fprintf(stdout, "link %s %s\n", r.ID, r.Status)
 	return err
+}
+
+func linksEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("events", stderr)
+	var g gatewayFlags
+	g.register(fs)
+	limit := fs.Int("limit", 0, "page size (default: the gateway's, 50)")
+	cursor := fs.String("cursor", "", "next page, as printed after the previous one")
+	id, err := linkIDArg(fs, args)
+	if err != nil {
+		return err
+	}
+	g.linkID = id
+	if *limit < 0 {
+		return errors.New("--limit must be positive")
+	}
+	q := url.Values{}
+	if *cursor != "" {
+		q.Set("cursor", *cursor)
+	}
+	if *limit > 0 {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	path := "/v1/links/" + url.PathEscape(id) + "/events"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	raw, err := g.call(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(stdout, raw)
+	}
+	var page tokenwarden.EventPage
+	if err := decode(raw, &page); err != nil {
+		return err
+	}
+	if len(page.Events) == 0 && *cursor == "" {
+		fmt.Fprintln(stderr, "no events yet")
+		return nil
+	}
+	tw := newTable(stdout)
+	fmt.Fprintln(tw, "OCCURRED\tTYPE\tFROM\tTO\tDETAIL")
+	for _, e := range page.Events {
+		from, to := e.FromStatus, e.ToStatus
+		if from == "" {
+			from = "-"
+		}
+		if to == "" {
+			to = "-"
+		}
+		detail, _ := e.Detail["message"].(string)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.OccurredAt.UTC().Format(time.RFC3339), e.Type, from, to, detail)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if page.NextCursor != "" {
+		// On stderr, so that stdout stays a clean table for scripts.
+		fmt.Fprintf(stderr, "more: tokenwarden links events %s --cursor %s\n", id, page.NextCursor)
+	}
+	return nil
 }
 
 func newTable(w io.Writer) *tabwriter.Writer {

@@ -1,0 +1,183 @@
+package activities_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	tokenwarden "github.com/tokenwarden/tokenwarden"
+	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/secrets"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/testenv"
+	"github.com/tokenwarden/tokenwarden/workflows"
+)
+
+const tenant = store.DefaultTenantID
+
+// receiver is a webhook endpoint answering with statuses in turn (200 once
+// they run out) and keeping what it got.
+type receiver struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	statuses []int
+	got      []delivery
+	// onRequest runs before the answer.
+	onRequest func(n int)
+}
+
+type delivery struct {
+	header http.Header
+	body   []byte
+}
+
+func newReceiver(t *testing.T, statuses ...int) *receiver {
+	r := &receiver{statuses: statuses}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.got = append(r.got, delivery{header: req.Header.Clone(), body: body})
+		n := len(r.got)
+		status := http.StatusOK
+		if len(r.statuses) > 0 {
+			status, r.statuses = r.statuses[0], r.statuses[1:]
+		}
+		hook := r.onRequest
+		r.mu.Unlock()
+		if hook != nil {
+			hook(n)
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivery(nil), r.got...)
+}
+
+type hookEnv struct {
+	st  *store.Store
+	sec *secrets.Store
+	a   *activities.Activities
+}
+
+func newHookEnv(t *testing.T) *hookEnv {
+	pool, _ := testenv.Postgres(t)
+	require.NoError(t, store.Migrate(context.Background(), pool))
+	vc, prefix := testenv.Vault(t)
+	e := &hookEnv{st: store.New(pool), sec: secrets.New(vc, testenv.StackInfo(t).VaultMount, prefix)}
+	e.a = &activities.Activities{Store: e.st, Secrets: e.sec}
+	return e
+}
+
+func (e *hookEnv) configure(t *testing.T, url, secret string, events ...string) {
+	ctx := context.Background()
+	_, _, err := e.st.PutWebhook(ctx, store.Webhook{TenantID: tenant, URL: url, Events: events})
+	require.NoError(t, err)
+	require.NoError(t, e.sec.WriteWebhookSecret(ctx, tenant, secret))
+}
+
+// deliver runs the delivery workflow with the real activity on the test
+// environment's skipping clock, so retries take no wall time.
+func (e *hookEnv) deliver(t *testing.T, ev workflows.WebhookEvent) error {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	env.SetTestTimeout(time.Minute)
+	env.RegisterWorkflowWithOptions(workflows.WebhookDelivery, workflow.RegisterOptions{Name: workflows.WorkflowWebhook})
+	env.RegisterActivityWithOptions(e.a.DeliverWebhook, activity.RegisterOptions{Name: workflows.ActivityDeliverWebhook})
+	env.ExecuteWorkflow(workflows.WorkflowWebhook, ev)
+	require.True(t, env.IsWorkflowCompleted())
+	return env.GetWorkflowError()
+}
+
+func event() workflows.WebhookEvent {
+	return workflows.WebhookEvent{
+		ID: workflows.WebhookEventID("link/default/lnk_1/7"), Type: workflows.WebhookLinkRevoked,
+		CreatedAt: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC),
+		Data: workflows.WebhookData{LinkID: "lnk_1", TenantID: tenant, Provider: "peer",
+			Status: workflows.StatusRevoked, LastError: ""},
+	}
+}
+
+func TestDeliverWebhookSignsAndRetriesUntil2xx(t *testing.T) {
+	e := newHookEnv(t)
+	r := newReceiver(t, 500, 503, 200)
+	const secret = "whsec_test-secret-one"
+	e.configure(t, r.srv.URL+"/hooks?source=tw", secret)
+
+	require.NoError(t, e.deliver(t, event()))
+	got := r.deliveries()
+	require.Len(t, got, 3, "two failures, then delivered")
+	for _, d := range got {
+		require.NoError(t, tokenwarden.VerifyWebhook(secret, d.header.Get("Tokenwarden-Signature"), d.body, time.Minute))
+		require.Error(t, tokenwarden.VerifyWebhook("whsec_another", d.header.Get("Tokenwarden-Signature"), d.body, time.Minute))
+		require.Equal(t, event().ID, d.header.Get("Tokenwarden-Event-Id"), "the same event ID on every attempt")
+		require.Equal(t, "application/json", d.header.Get("Content-Type"))
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(d.body, &body))
+		require.Equal(t, event().ID, body["id"])
+		require.Equal(t, "link.revoked", body["type"])
+		require.Equal(t, "2030-01-02T03:04:05Z", body["created_at"])
+		require.Equal(t, map[string]any{"link_id": "lnk_1", "tenant_id": tenant, "provider": "peer",
+			"status": "revoked", "last_error": ""}, body["data"])
+	}
+}
+
+func TestDeliverWebhookStopsOn410(t *testing.T) {
+	e := newHookEnv(t)
+	r := newReceiver(t, http.StatusGone, 500, 500)
+	e.configure(t, r.srv.URL, "whsec_test-secret-two")
+	require.NoError(t, e.deliver(t, event()), "410 ends the delivery without failing it")
+	require.Len(t, r.deliveries(), 1, "no retry after 410 Gone")
+}
+
+func TestDeliverWebhookRetriesAreSignedWithTheCurrentSecret(t *testing.T) {
+	e := newHookEnv(t)
+	r := newReceiver(t, 500)
+	e.configure(t, r.srv.URL, "whsec_before-rotation")
+	r.onRequest = func(n int) {
+		if n == 1 {
+			require.NoError(t, e.sec.WriteWebhookSecret(context.Background(), tenant, "whsec_after-rotation"))
+		}
+	}
+	require.NoError(t, e.deliver(t, event()))
+	got := r.deliveries()
+	require.Len(t, got, 2)
+	require.NoError(t, tokenwarden.VerifyWebhook("whsec_before-rotation", got[0].header.Get("Tokenwarden-Signature"), got[0].body, time.Minute))
+	require.NoError(t, tokenwarden.VerifyWebhook("whsec_after-rotation", got[1].header.Get("Tokenwarden-Signature"), got[1].body, time.Minute))
+}
+
+func TestDeliverWebhookWithoutConfigOrSubscription(t *testing.T) {
+	e := newHookEnv(t)
+	r := newReceiver(t)
+	ctx := context.Background()
+
+	ok, err := e.a.WebhookSubscribed(ctx, workflows.WebhookCheck{TenantID: tenant, Type: workflows.WebhookLinkRevoked})
+	require.NoError(t, err)
+	require.False(t, ok, "no webhook, no subscription")
+	require.NoError(t, e.deliver(t, event()), "no webhook: nothing to do")
+
+	e.configure(t, r.srv.URL, "whsec_test-secret-three", workflows.WebhookLinkActive)
+	ok, err = e.a.WebhookSubscribed(ctx, workflows.WebhookCheck{TenantID: tenant, Type: workflows.WebhookLinkRevoked})
+	require.NoError(t, err)
+	require.False(t, ok)
+	ok, err = e.a.WebhookSubscribed(ctx, workflows.WebhookCheck{TenantID: tenant, Type: workflows.WebhookLinkActive})
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, e.deliver(t, event()), "an unsubscribed type is dropped")
+	require.Empty(t, r.deliveries())
+}
