@@ -28,6 +28,11 @@ const (
 	// revoked key keeps working on a replica for up to this long, the
 	// price of not hitting PostgreSQL on every token read.
 	apiKeyCacheTTL = 30 * time.Second
+	// apiKeyStaleGrace is how long past its TTL a cached key is still
+	// honoured while PostgreSQL cannot be asked (an outage): token reads
+	// go on from Vault. A key revoked during an outage works until it ends
+	// or this runs out.
+	apiKeyStaleGrace = 15 * time.Minute
 	// maxRequestIDLen bounds a caller-chosen X-Request-ID.
 	maxRequestIDLen = 128
 )
@@ -178,11 +183,18 @@ func bearer(h string) (string, bool) {
 func (s *Server) lookupKey(c *gin.Context, key string) (store.APIKey, error) {
 	sum := sha256.Sum256([]byte(key))
 	now := time.Now()
-	if k, ok := s.keys.get(sum, now); ok {
+	if k, ok := s.keys.get(sum, now, 0); ok {
 		return k, nil
 	}
 	k, err := s.store.LookupAPIKey(c.Request.Context(), key)
 	if err != nil {
+		// PostgreSQL down must not stop token reads that need only
+		// Vault: a key that was valid a moment ago still is, for a while.
+		if !errors.Is(err, store.ErrNotFound) {
+			if k, ok := s.keys.get(sum, now, apiKeyStaleGrace); ok {
+				return k, nil
+			}
+		}
 		return store.APIKey{}, err
 	}
 	s.keys.put(sum, k, now)
@@ -211,11 +223,12 @@ func newKeyCache(ttl time.Duration) *keyCache {
 	return &keyCache{ttl: ttl, entries: make(map[[32]byte]keyEntry)}
 }
 
-func (kc *keyCache) get(sum [32]byte, now time.Time) (store.APIKey, bool) {
+// get returns a cached key that expired less than grace ago.
+func (kc *keyCache) get(sum [32]byte, now time.Time, grace time.Duration) (store.APIKey, bool) {
 	kc.mu.Lock()
 	defer kc.mu.Unlock()
 	e, ok := kc.entries[sum]
-	if !ok || !now.Before(e.until) {
+	if !ok || !now.Before(e.until.Add(grace)) {
 		return store.APIKey{}, false
 	}
 	return e.key, true
@@ -226,7 +239,7 @@ func (kc *keyCache) put(sum [32]byte, k store.APIKey, now time.Time) {
 	defer kc.mu.Unlock()
 	if len(kc.entries) >= maxCachedKeys {
 		for h, e := range kc.entries {
-			if !now.Before(e.until) {
+			if !now.Before(e.until.Add(apiKeyStaleGrace)) {
 				delete(kc.entries, h)
 			}
 		}

@@ -62,6 +62,16 @@ func (s *Server) getToken(c *gin.Context) {
 	need := s.need(tok.Value, minTTL)
 	if !fresh(tok.Value, now, need) {
 		if err := s.syncRefresh(ctx, tenant, id, now.Add(need), tok.Version); err != nil {
+			// A degraded link (the provider failing, or asking us to slow
+			// down) still has a valid token: better a token that lives a
+			// little less than asked than none. Re-authorization, revoke
+			// and other answers about the link itself stand.
+			var ae *apiError
+			if errors.As(err, &ae) && (ae.code == CodeRefreshFailed || ae.code == CodeUnavailable) &&
+				tok.Value.AccessToken != "" && tok.Value.Expiry.After(s.now()) {
+				s.serveToken(c, tenant, id, tok.Value, s.now())
+				return
+			}
 			s.fail(c, err)
 			return
 		}

@@ -146,10 +146,16 @@ func TestAPIKeyCacheExpires(t *testing.T) {
 	now := time.Now()
 	sum := [32]byte{1}
 	kc.put(sum, store.APIKey{ID: "k"}, now)
-	_, ok := kc.get(sum, now.Add(29*time.Second))
+	_, ok := kc.get(sum, now.Add(29*time.Second), 0)
 	assert.True(t, ok)
-	_, ok = kc.get(sum, now.Add(30*time.Second))
+	_, ok = kc.get(sum, now.Add(30*time.Second), 0)
 	assert.False(t, ok, "a cached key must be looked up again after the TTL")
+	// While PostgreSQL is down, a key seen recently is honoured a while
+	// longer, then no more.
+	_, ok = kc.get(sum, now.Add(10*time.Minute), apiKeyStaleGrace)
+	assert.True(t, ok)
+	_, ok = kc.get(sum, now.Add(30*time.Second+apiKeyStaleGrace), apiKeyStaleGrace)
+	assert.False(t, ok)
 }
 
 func TestRateLimit(t *testing.T) {

@@ -291,7 +291,15 @@ func (l *link) run(ctx workflow.Context) error {
 
 		// 4. Refresh when due or when a caller needs a fresher token.
 		if len(l.waiters) > 0 {
-			l.refresh(ctx)
+			if l.st.Status == StatusDegraded && workflow.Now(ctx).Before(l.st.RetryNotBefore) {
+				// Callers do not get to hammer a provider that is failing
+				// or has asked us to slow down: they hear the last error
+				// now (the gateway serves the current token while it is
+				// valid) and the next attempt keeps its backoff.
+				l.settleWaiters(l.attempts+1, errors.New(l.st.LastError))
+			} else {
+				l.refresh(ctx)
+			}
 			continue
 		}
 		if l.grantReady {
@@ -323,7 +331,10 @@ func (l *link) run(ctx workflow.Context) error {
 		now := workflow.Now(ctx)
 		var due time.Time
 		if l.st.Status == StatusDegraded {
-			due = now.Add(Backoff(l.st.Failures, now, l.st.ExpiresAt))
+			due = l.st.RetryNotBefore
+			if !due.After(now) {
+				due = now.Add(minWait)
+			}
 		} else {
 			due = NextRefresh(l.st.Schedule, now, l.st.ObtainedAt, l.st.ExpiresAt, l.st.RefreshExpiry, seedFor(l.p.LinkID, l.st.Seq))
 		}
@@ -469,6 +480,7 @@ func (l *link) refresh(ctx workflow.Context) {
 		l.adopt(info)
 		l.st.Refreshes++
 		l.st.Failures = 0
+		l.st.RetryNotBefore = time.Time{}
 		l.st.LastError = ""
 		event := "refreshed"
 		if info.Reenrolled {
@@ -495,7 +507,14 @@ func (l *link) refresh(ctx workflow.Context) {
 		}
 	}
 	// Transient: the provider (or Vault) is struggling. Keep the token
-	// we have and try again after a backoff.
+	// we have and try again after a backoff, or after the provider's
+	// Retry-After if it asked for longer.
+	now := workflow.Now(ctx)
+	wait := Backoff(l.st.Failures, now, l.st.ExpiresAt)
+	if appErr != nil && appErr.NextRetryDelay() > wait {
+		wait = appErr.NextRetryDelay()
+	}
+	l.st.RetryNotBefore = now.Add(wait)
 	l.transition(ctx, StatusDegraded, "refresh_failed", l.st.LastError)
 }
 

@@ -428,6 +428,44 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 	require.GreaterOrEqual(t, calls[1].Sub(calls[0]), 40*time.Second)
 }
 
+func TestDegradedLinkWaitsOutRetryAfter(t *testing.T) {
+	s := newSuite(t, 10*time.Minute)
+	limited := temporal.NewApplicationErrorWithOptions("refresh: rate_limited (HTTP 429)", "RateLimited",
+		temporal.ApplicationErrorOptions{NextRetryDelay: 3 * time.Minute})
+	// Every attempt of the first execution is rate limited: the link is
+	// degraded, and its next attempt must wait for Retry-After, not for
+	// the (shorter) backoff.
+	s.f.refreshErrs = []error{limited, limited, limited, limited}
+	var calls []time.Time
+	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivityRefresh {
+			calls = append(calls, s.env.Now())
+		}
+	})
+	var during State
+	var rejected error
+	// Attempts at ~8, 11, 14 and 17 minutes fail; the next is due at 20.
+	s.at(18*time.Minute+30*time.Second, func() {
+		during = s.state(t)
+		// A caller asking for a fresh token meanwhile hears the error at
+		// once instead of sending the provider another request.
+		s.env.UpdateWorkflow(UpdateRefresh, "", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { rejected = err }, OnAccept: func() {},
+			OnComplete: func(_ any, err error) { rejected = err },
+		}, RefreshRequest{})
+	})
+	s.revokeAt(40 * time.Minute)
+	s.env.ExecuteWorkflow(Link, params(providers.GrantClientCredentials))
+	require.NoError(t, s.env.GetWorkflowError())
+	require.GreaterOrEqual(t, len(calls), 5)
+	for i := 1; i < 5; i++ {
+		require.GreaterOrEqual(t, calls[i].Sub(calls[i-1]), 3*time.Minute, "attempt %d came early", i)
+	}
+	require.Equal(t, StatusDegraded, during.Status)
+	require.Error(t, rejected)
+	require.Contains(t, rejected.Error(), "429")
+}
+
 func TestFirstEnrollmentFailureFailsTheLink(t *testing.T) {
 	s := newSuite(t, time.Hour)
 	s.f.enrollErrs = []error{temporal.NewNonRetryableApplicationError("enroll: invalid_client", ErrTypePermanent, nil)}

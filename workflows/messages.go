@@ -117,6 +117,9 @@ type State struct {
 	// Failures counts consecutive failed attempts.
 	Refreshes int `json:"refreshes"`
 	Failures  int `json:"failures"`
+	// RetryNotBefore is when a degraded link tries again: its backoff, or
+	// the provider's Retry-After when that is longer.
+	RetryNotBefore time.Time `json:"retry_not_before,omitzero"`
 	// Seq numbers transitions; it makes audit event IDs deterministic, so a
 	// retried activity never writes an event twice.
 	Seq int64 `json:"seq"`
