@@ -155,7 +155,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { errc <- serveWorker(runCtx, d, logger) }()
-	go func() { errc <- serveGateway(runCtx, d, &cfg, logger) }()
+	ln, err := listenGateway(&cfg)
+	if err != nil {
+		return err
+	}
+	go func() { errc <- serveGatewayOn(runCtx, ln, d, &cfg, logger) }()
 	go func() { errc <- stack.Wait() }()
 
 	fmt.Fprintf(stdout, `

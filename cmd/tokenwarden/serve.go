@@ -95,6 +95,24 @@ func bootstrapKey(ctx context.Context, st *store.Store, key string) error {
 
 // serveGateway serves the REST API until ctx ends, then drains.
 func serveGateway(ctx context.Context, d *deps, cfg *config, logger *slog.Logger) error {
+	ln, err := listenGateway(cfg)
+	if err != nil {
+		return err
+	}
+	return serveGatewayOn(ctx, ln, d, cfg, logger)
+}
+
+func listenGateway(cfg *config) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: listen on %s: %w (set TOKENWARDEN_LISTEN to a free address)", cfg.Listen, err)
+	}
+	return ln, nil
+}
+
+// serveGatewayOn serves on a listener the caller opened (so that it can
+// say "ready" only once the port is taken).
+func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, logger *slog.Logger) error {
 	srv := gateway.New(gateway.Deps{
 		Temporal:  d.temporal,
 		Store:     d.store,
@@ -107,10 +125,6 @@ func serveGateway(ctx context.Context, d *deps, cfg *config, logger *slog.Logger
 		PublicURL:            cfg.publicURL(),
 		AllowedReturnOrigins: cfg.returnOrigins(),
 	})
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("gateway: listen on %s: %w (set TOKENWARDEN_LISTEN to a free address)", cfg.Listen, err)
-	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
