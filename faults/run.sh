@@ -47,6 +47,9 @@ set +e
 go test -count=1 -timeout 60m -run "${FAULTS_RUN:-.}" -v ./faults/ 2>&1 | tee "$dir/go-test.log"
 status=${PIPESTATUS[0]}
 set -e
+# Fault 1, the worker SIGKILLed mid-refresh, lives with the engine's tests.
+go test -count=1 -timeout 20m -run TestWorkerKilledMidRefresh -v ./worker/ 2>&1 | tee "$dir/kill-test.log" | grep -E "SIGKILLs|^(--- |ok|FAIL)" || status=1
+grep -q -- "--- PASS: TestWorkerKilledMidRefresh" "$dir/kill-test.log" || status=1
 if [[ -f $TOKENWARDEN_FAULTS_TABLE ]]; then
   echo
   cat "$TOKENWARDEN_FAULTS_TABLE"
