@@ -10,7 +10,6 @@ package providers
 
 import (
 	"context"
-	"net/url"
 	"time"
 )
 
@@ -130,13 +129,7 @@ type Endpoint struct {
 }
 
 // validURL reports whether s is empty or an absolute http(s) URL.
-func validURL(s string) bool {
-	if s == "" {
-		return true
-	}
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
+func validURL(s string) bool { return s == "" || AbsoluteHTTP(s) }
 
 // Reenroller is implemented by providers that can obtain a fresh token for
 // a link without the end-user when its refresh token is rejected, from the

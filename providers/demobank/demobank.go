@@ -18,8 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/tokenwarden/tokenwarden/providers"
 	"github.com/tokenwarden/tokenwarden/providers/everifin"
@@ -47,15 +45,14 @@ type Config struct {
 func (c *Config) Validate(e providers.Entry) error {
 	var errs []error
 	if c.BaseURL != "" {
-		u, err := url.Parse(c.BaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			errs = append(errs, fmt.Errorf("settings.base_url %q is not an absolute http(s) URL without query", c.BaseURL))
+		if err := providers.CheckBaseURL(c.BaseURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch {
 	case c.Mandator == "":
 		errs = append(errs, errors.New("settings.mandator is required (the realm name finAPI gave you)"))
-	case strings.ContainsAny(c.Mandator, "/?#") || strings.TrimSpace(c.Mandator) != c.Mandator:
+	case !everifin.BareRealm(c.Mandator):
 		errs = append(errs, fmt.Errorf("settings.mandator %q must be a bare realm name", c.Mandator))
 	}
 	for _, g := range e.Grants {
@@ -77,8 +74,8 @@ func Endpoints(base, mandator string) providers.Endpoint {
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	p := strings.TrimSuffix(base, "/") + "/realms/" + url.PathEscape(mandator) + "/protocol/openid-connect/"
-	return providers.Endpoint{TokenURL: p + "token", LogoutURL: p + "logout"}
+	d := everifin.RealmEndpoints(base, mandator)
+	return providers.Endpoint{TokenURL: d.TokenURL, LogoutURL: d.LogoutURL}
 }
 
 // Open builds the provider. Endpoints set in the catalog win over the
@@ -87,13 +84,7 @@ func (c *Config) Open(_ context.Context, e providers.Entry, s providers.Setup) (
 	if err := c.Validate(e); err != nil {
 		return nil, err
 	}
-	d := Endpoints(c.BaseURL, c.Mandator)
-	if e.Endpoint.TokenURL == "" {
-		e.Endpoint.TokenURL = d.TokenURL
-	}
-	if e.Endpoint.LogoutURL == "" {
-		e.Endpoint.LogoutURL = d.LogoutURL
-	}
+	e.Endpoint = e.Endpoint.Or(Endpoints(c.BaseURL, c.Mandator))
 	return NewProvider(e, s.HTTPClient)
 }
 
@@ -119,14 +110,7 @@ func NewProvider(e providers.Entry, client *http.Client) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
-		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
-	} else if client.Timeout == 0 {
-		cp := *client
-		cp.Timeout = providers.DefaultHTTPTimeout
-		client = &cp
-	}
-	return &Provider{g: g, e: g.Entry(), client: client}, nil
+	return &Provider{g: g, e: g.Entry(), client: providers.HTTPClient(client)}, nil
 }
 
 // Endpoint returns the endpoints in use.

@@ -51,11 +51,13 @@ var supportedGrants = []string{
 // Validate lists what is wrong with e and the settings.
 func (c *Config) Validate(e providers.Entry) error {
 	var errs []error
-	errs = append(errs, checkBaseURL(c.BaseURL)...)
+	if err := providers.CheckBaseURL(c.BaseURL); err != nil {
+		errs = append(errs, err)
+	}
 	switch {
 	case c.Realm == "":
 		errs = append(errs, errors.New("settings.realm is required"))
-	case strings.ContainsAny(c.Realm, "/?#") || strings.TrimSpace(c.Realm) != c.Realm:
+	case !BareRealm(c.Realm):
 		errs = append(errs, fmt.Errorf("settings.realm %q must be a bare realm name", c.Realm))
 	}
 	for _, g := range e.Grants {
@@ -73,20 +75,22 @@ func (c *Config) Validate(e providers.Entry) error {
 	return errors.Join(errs...)
 }
 
-func checkBaseURL(s string) []error {
-	if s == "" {
-		return []error{errors.New("settings.base_url is required")}
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return []error{fmt.Errorf("settings.base_url %q is not an absolute http(s) URL without query", s)}
-	}
-	return nil
+// BareRealm reports whether realm can stand in a Keycloak path as is.
+// Exported for other Keycloak-based kinds.
+func BareRealm(realm string) bool {
+	return !strings.ContainsAny(realm, "/?#") && strings.TrimSpace(realm) == realm
 }
 
 // Endpoints returns Everifin's endpoints for base and realm.
 func Endpoints(base, realm string) providers.Endpoint {
-	p := strings.TrimSuffix(base, "/") + "/auth/realms/" + url.PathEscape(realm) + "/protocol/openid-connect/"
+	return RealmEndpoints(strings.TrimSuffix(base, "/")+"/auth", realm)
+}
+
+// RealmEndpoints returns the OpenID Connect endpoints (auth, token,
+// logout) of a Keycloak realm under root, which is the server's URL with
+// /auth for Keycloak before 17. Exported for other Keycloak-based kinds.
+func RealmEndpoints(root, realm string) providers.Endpoint {
+	p := strings.TrimSuffix(root, "/") + "/realms/" + url.PathEscape(realm) + "/protocol/openid-connect/"
 	return providers.Endpoint{
 		AuthURL:   p + "auth",
 		TokenURL:  p + "token",
@@ -100,16 +104,7 @@ func (c *Config) Open(_ context.Context, e providers.Entry, s providers.Setup) (
 	if err := c.Validate(e); err != nil {
 		return nil, err
 	}
-	d := Endpoints(c.BaseURL, c.Realm)
-	if e.Endpoint.AuthURL == "" {
-		e.Endpoint.AuthURL = d.AuthURL
-	}
-	if e.Endpoint.TokenURL == "" {
-		e.Endpoint.TokenURL = d.TokenURL
-	}
-	if e.Endpoint.LogoutURL == "" {
-		e.Endpoint.LogoutURL = d.LogoutURL
-	}
+	e.Endpoint = e.Endpoint.Or(Endpoints(c.BaseURL, c.Realm))
 	if e.AuthStyle == providers.AuthStyleAuto {
 		// Everifin documents the client secret in the form (logout);
 		// Keycloak takes it there at the token endpoint too, which
@@ -144,14 +139,7 @@ func NewProvider(e providers.Entry, clientSecret string, client *http.Client) (*
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
-		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
-	} else if client.Timeout == 0 {
-		cp := *client
-		cp.Timeout = providers.DefaultHTTPTimeout
-		client = &cp
-	}
-	return &Provider{g: g, e: g.Entry(), secret: clientSecret, client: client}, nil
+	return &Provider{g: g, e: g.Entry(), secret: clientSecret, client: providers.HTTPClient(client)}, nil
 }
 
 // Endpoint returns the endpoints in use.

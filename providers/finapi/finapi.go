@@ -22,8 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -77,8 +75,6 @@ const (
 	opCreateUser  = "create_user"
 )
 
-const maxBody = 1 << 20
-
 var supportedGrants = []string{providers.GrantPassword, providers.GrantClientCredentials}
 
 // New is the providers.Kind of this package.
@@ -98,7 +94,7 @@ func (c *Config) Validate(e providers.Entry) error {
 	var errs []error
 	if c.BaseURL == "" {
 		errs = append(errs, errors.New("settings.base_url is required for kind finapi"))
-	} else if !absoluteHTTP(c.BaseURL) {
+	} else if !providers.AbsoluteHTTP(c.BaseURL) {
 		errs = append(errs, fmt.Errorf("settings.base_url %q is not an absolute http(s) URL", c.BaseURL))
 	}
 	if c.ClientTokenMargin < 0 {
@@ -177,24 +173,17 @@ var (
 // NewProvider builds a provider for the finAPI Access at baseURL. client
 // nil means one with providers.DefaultHTTPTimeout.
 func NewProvider(baseURL, clientID, clientSecret string, client *http.Client) (*Provider, error) {
-	if !absoluteHTTP(baseURL) || baseURL == "" {
+	if !providers.AbsoluteHTTP(baseURL) {
 		return nil, fmt.Errorf("base URL %q is not an absolute http(s) URL", baseURL)
 	}
 	if clientID == "" || clientSecret == "" {
 		return nil, errors.New("client id and client secret are required")
 	}
-	if client == nil {
-		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
-	} else if client.Timeout == 0 {
-		cp := *client
-		cp.Timeout = providers.DefaultHTTPTimeout
-		client = &cp
-	}
 	return &Provider{
 		base:     strings.TrimSuffix(baseURL, "/"),
 		clientID: clientID,
 		secret:   clientSecret,
-		client:   client,
+		client:   providers.HTTPClient(client),
 		margin:   DefaultClientTokenMargin,
 		now:      time.Now,
 		lock:     make(chan struct{}, 1),
@@ -258,21 +247,7 @@ func (p *Provider) Refresh(ctx context.Context, t *providers.Token) (*providers.
 	if err != nil {
 		return nil, err
 	}
-	rotated := tok.RefreshToken != "" && tok.RefreshToken != t.RefreshToken
-	if tok.RefreshToken == "" {
-		tok.RefreshToken = t.RefreshToken
-	}
-	if tok.RefreshExpiry.IsZero() && !rotated {
-		tok.RefreshExpiry = t.RefreshExpiry
-	}
-	if tok.Scopes == nil {
-		tok.Scopes = slices.Clone(t.Scopes)
-	}
-	if len(t.Extra) > 0 {
-		merged := maps.Clone(t.Extra)
-		maps.Copy(merged, tok.Extra)
-		tok.Extra = merged
-	}
+	generic.KeepRefreshed(t, tok)
 	return tok, nil
 }
 
@@ -445,14 +420,9 @@ func (p *Provider) do(ctx context.Context, op, path, contentType string, body []
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
-	resp, err := p.client.Do(req)
+	resp, b, err := providers.Send(p.client, op, req)
 	if err != nil {
-		return nil, providers.Classify(op, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, providers.Classify(op, err)
+		return nil, err
 	}
 	return &reply{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
@@ -505,9 +475,4 @@ func boolParam(params map[string]string, name string) (bool, error) {
 		return false, fmt.Errorf("param %s must be true or false", name)
 	}
 	return b, nil
-}
-
-func absoluteHTTP(s string) bool {
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }

@@ -124,10 +124,4 @@ func (d *Discovery) authStyle() providers.AuthStyle {
 	return providers.AuthStyleAuto
 }
 
-func absoluteHTTP(s string) bool {
-	if s == "" {
-		return true
-	}
-	u, err := url.Parse(s)
-	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
-}
+func absoluteHTTP(s string) bool { return s == "" || providers.AbsoluteHTTP(s) }

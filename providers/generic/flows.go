@@ -183,25 +183,32 @@ func (p *Provider) Refresh(ctx context.Context, t *providers.Token) (*providers.
 	if err != nil {
 		return nil, err
 	}
-	rotated := tok.RefreshToken != "" && tok.RefreshToken != t.RefreshToken
-	if tok.RefreshToken == "" {
-		tok.RefreshToken = t.RefreshToken
-	}
-	if tok.RefreshExpiry.IsZero() && !rotated {
-		tok.RefreshExpiry = t.RefreshExpiry
-	}
-	if tok.Scopes == nil {
-		tok.Scopes = slices.Clone(t.Scopes)
-	}
+	KeepRefreshed(t, tok)
 	if tok.IDToken == "" {
 		tok.IDToken = t.IDToken
 	}
-	if len(t.Extra) > 0 {
-		merged := maps.Clone(t.Extra)
+	return tok, nil
+}
+
+// KeepRefreshed completes tok, the reply to refreshing prev, with what
+// the reply left out: the refresh token, its expiry (unless the refresh
+// token rotated), the scopes and the metadata (the reply's fields win).
+func KeepRefreshed(prev, tok *providers.Token) {
+	rotated := tok.RefreshToken != "" && tok.RefreshToken != prev.RefreshToken
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = prev.RefreshToken
+	}
+	if tok.RefreshExpiry.IsZero() && !rotated {
+		tok.RefreshExpiry = prev.RefreshExpiry
+	}
+	if tok.Scopes == nil {
+		tok.Scopes = slices.Clone(prev.Scopes)
+	}
+	if len(prev.Extra) > 0 {
+		merged := maps.Clone(prev.Extra)
 		maps.Copy(merged, tok.Extra)
 		tok.Extra = merged
 	}
-	return tok, nil
 }
 
 // DeviceAuth starts the device authorization grant (RFC 8628 section

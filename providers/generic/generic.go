@@ -113,30 +113,12 @@ func (c *Config) Open(ctx context.Context, e providers.Entry, s providers.Setup)
 		if err != nil {
 			return nil, err
 		}
-		e.Endpoint = mergeEndpoint(e.Endpoint, d.Endpoint)
+		e.Endpoint = e.Endpoint.Or(d.Endpoint)
 		if e.AuthStyle == providers.AuthStyleAuto {
 			e.AuthStyle = d.authStyle()
 		}
 	}
 	return New(e, s.ClientSecret, s.HTTPClient)
-}
-
-func mergeEndpoint(explicit, found providers.Endpoint) providers.Endpoint {
-	pick := func(a, b string) string {
-		if a != "" {
-			return a
-		}
-		return b
-	}
-	return providers.Endpoint{
-		AuthURL:          pick(explicit.AuthURL, found.AuthURL),
-		TokenURL:         pick(explicit.TokenURL, found.TokenURL),
-		DeviceAuthURL:    pick(explicit.DeviceAuthURL, found.DeviceAuthURL),
-		RevocationURL:    pick(explicit.RevocationURL, found.RevocationURL),
-		IntrospectionURL: pick(explicit.IntrospectionURL, found.IntrospectionURL),
-		UserinfoURL:      pick(explicit.UserinfoURL, found.UserinfoURL),
-		LogoutURL:        pick(explicit.LogoutURL, found.LogoutURL),
-	}
 }
 
 // Provider talks to one OAuth 2.0 server. It is safe for concurrent use.
@@ -173,13 +155,7 @@ func New(e providers.Entry, clientSecret string, client *http.Client) (*Provider
 		}
 		return nil, errors.Join(errs...)
 	}
-	if client == nil {
-		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
-	} else if client.Timeout == 0 {
-		cp := *client
-		cp.Timeout = providers.DefaultHTTPTimeout
-		client = &cp
-	}
+	client = providers.HTTPClient(client)
 	if e.AuthStyle == "" {
 		e.AuthStyle = providers.AuthStyleAuto
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"math"
 	"mime"
 	"net/http"
@@ -20,7 +19,7 @@ import (
 )
 
 // maxBody caps what is read of a reply, as x/oauth2 does.
-const maxBody = 1 << 20
+const maxBody = providers.MaxReplyBody
 
 // reply is an HTTP answer from the provider. body may hold secrets; it
 // never leaves this package.
@@ -54,14 +53,9 @@ func (p *Provider) post(ctx context.Context, op, u string, form url.Values, styl
 		// RFC 6749 section 2.3.1 form-encodes both parts before Basic.
 		req.SetBasicAuth(url.QueryEscape(p.e.ClientID), url.QueryEscape(p.secret))
 	}
-	resp, err := p.client.Do(req)
+	resp, body, err := providers.Send(p.client, op, req)
 	if err != nil {
-		return nil, providers.Classify(op, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, providers.Classify(op, err)
+		return nil, err
 	}
 	return &reply{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }

@@ -21,9 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 
@@ -62,10 +60,8 @@ type Config struct {
 // Validate lists what is wrong with e and the settings.
 func (c *Config) Validate(e providers.Entry) error {
 	var errs []error
-	if c.BaseURL == "" {
-		errs = append(errs, errors.New("settings.base_url is required"))
-	} else if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, fmt.Errorf("settings.base_url %q is not an absolute http(s) URL without query", c.BaseURL))
+	if err := providers.CheckBaseURL(c.BaseURL); err != nil {
+		errs = append(errs, err)
 	}
 	for _, g := range e.Grants {
 		if g != providers.GrantAuthorizationCode {
@@ -110,13 +106,7 @@ func (c *Config) Open(_ context.Context, e providers.Entry, s providers.Setup) (
 	if err := c.Validate(e); err != nil {
 		return nil, err
 	}
-	d := Endpoints(c.BaseURL)
-	if e.Endpoint.AuthURL == "" {
-		e.Endpoint.AuthURL = d.AuthURL
-	}
-	if e.Endpoint.TokenURL == "" {
-		e.Endpoint.TokenURL = d.TokenURL
-	}
+	e.Endpoint = e.Endpoint.Or(Endpoints(c.BaseURL))
 	e.PKCE = c.PKCE
 	return NewProvider(e, s.ClientSecret, strings.TrimSuffix(c.BaseURL, "/")+"/api/v1/graphql", s.HTTPClient)
 }
@@ -148,14 +138,7 @@ func NewProvider(e providers.Entry, clientSecret, graphqlURL string, client *htt
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
-		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
-	} else if client.Timeout == 0 {
-		cp := *client
-		cp.Timeout = providers.DefaultHTTPTimeout
-		client = &cp
-	}
-	return &Provider{g: g, e: g.Entry(), graphqlURL: graphqlURL, client: client}, nil
+	return &Provider{g: g, e: g.Entry(), graphqlURL: graphqlURL, client: providers.HTTPClient(client)}, nil
 }
 
 // Endpoint returns the endpoints in use.
@@ -210,14 +193,9 @@ func (p *Provider) Verify(ctx context.Context, t *providers.Token) error {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Authorization", "Bearer "+t.AccessToken)
-	resp, err := p.client.Do(req)
+	resp, raw, err := providers.Send(p.client, op, req)
 	if err != nil {
-		return providers.Classify(op, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return providers.Classify(op, err)
+		return err
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:

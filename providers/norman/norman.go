@@ -23,10 +23,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -75,9 +73,6 @@ const (
 	opReenroll = "reenroll"
 )
 
-// maxBody caps what is read of a reply.
-const maxBody = 1 << 20
-
 // New is the providers.Kind of this package.
 func New() providers.Config { return &Config{} }
 
@@ -95,7 +90,7 @@ func (c *Config) Validate(e providers.Entry) error {
 	var errs []error
 	if c.BaseURL == "" {
 		errs = append(errs, errors.New("settings.base_url is required for kind norman"))
-	} else if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	} else if !providers.AbsoluteHTTP(c.BaseURL) {
 		errs = append(errs, fmt.Errorf("settings.base_url %q is not an absolute http(s) URL", c.BaseURL))
 	}
 	if c.AccessTokenLifetime < 0 {
@@ -166,8 +161,7 @@ var (
 // lifetime is the assumed access token lifetime (zero means the default);
 // client nil means one with providers.DefaultHTTPTimeout.
 func NewProvider(baseURL, institutionID, secretKey string, lifetime time.Duration, client *http.Client) (*Provider, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !providers.AbsoluteHTTP(baseURL) {
 		return nil, fmt.Errorf("base URL %q is not an absolute http(s) URL", baseURL)
 	}
 	if institutionID == "" || strings.Contains(institutionID, ":") {
@@ -179,18 +173,11 @@ func NewProvider(baseURL, institutionID, secretKey string, lifetime time.Duratio
 	if lifetime <= 0 {
 		lifetime = DefaultAccessLifetime
 	}
-	if client == nil {
-		client = &http.Client{Timeout: providers.DefaultHTTPTimeout}
-	} else if client.Timeout == 0 {
-		cp := *client
-		cp.Timeout = providers.DefaultHTTPTimeout
-		client = &cp
-	}
 	return &Provider{
 		base:        strings.TrimSuffix(baseURL, "/"),
 		institution: institutionID + ":" + secretKey,
 		lifetime:    lifetime,
-		client:      client,
+		client:      providers.HTTPClient(client),
 		now:         time.Now,
 	}, nil
 }
@@ -359,14 +346,9 @@ func (p *Provider) post(ctx context.Context, op, path string, v any) (*reply, er
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("Institution", p.institution)
-	resp, err := p.client.Do(req)
+	resp, b, err := providers.Send(p.client, op, req)
 	if err != nil {
-		return nil, providers.Classify(op, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, providers.Classify(op, err)
+		return nil, err
 	}
 	return &reply{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }

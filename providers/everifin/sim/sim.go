@@ -22,12 +22,9 @@
 package sim
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"maps"
@@ -38,6 +35,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/providers/simulator"
 )
 
 // Client is an OAuth client registered in the realm.
@@ -92,8 +91,14 @@ type Options struct {
 }
 
 // Server is the simulated realm. It implements http.Handler and is safe
-// for concurrent use.
+// for concurrent use. FailNext, RateLimit and Malformed
+// (simulator.Faults) apply to the next token or logout requests (see
+// writeFault); Stats (simulator.Hits) counts hits per endpoint ("auth",
+// "token", "logout") and per grant ("token.password", ...).
 type Server struct {
+	simulator.Faults
+	simulator.Hits
+
 	opts    Options
 	key     []byte
 	prefix  string
@@ -107,8 +112,6 @@ type Server struct {
 	sessions map[string]*session
 	refresh  map[string]*refreshRec
 	access   map[string]*accessRec
-	faults   []fault
-	stats    map[string]int
 }
 
 type session struct {
@@ -133,20 +136,6 @@ type refreshRec struct {
 type accessRec struct {
 	sess    *session
 	expires time.Time
-}
-
-type faultKind int
-
-const (
-	faultStatus faultKind = iota
-	faultMalformed
-	faultRateLimit
-)
-
-type fault struct {
-	kind       faultKind
-	status     int
-	retryAfter time.Duration
 }
 
 // New returns a realm with opts applied over the defaults.
@@ -185,7 +174,6 @@ func New(opts Options) *Server {
 		sessions: map[string]*session{},
 		refresh:  map[string]*refreshRec{},
 		access:   map[string]*accessRec{},
-		stats:    map[string]int{},
 	}
 	for _, c := range opts.Clients {
 		s.clients[c.ID] = c
@@ -198,7 +186,27 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc(base+"auth", s.handleAuth)
 	s.mux.HandleFunc("POST "+base+"token", s.handleToken)
 	s.mux.HandleFunc("POST "+base+"logout", s.handleLogout)
-	s.mux.HandleFunc("/_sim/", s.handleAdmin)
+	// The admin surface (tokenwarden dev) at /_sim/: fail, ratelimit
+	// (retry_after in seconds), malformed, expire-refresh, expire-access,
+	// end-sessions, lock?user=, unlock?user=, stats.
+	lock := func(f func(string)) func(url.Values) error {
+		return func(q url.Values) error {
+			user := q.Get("user")
+			if user == "" {
+				return errors.New("user is required")
+			}
+			f(user)
+			return nil
+		}
+	}
+	s.mux.Handle("/_sim/", simulator.Admin{Faults: &s.Faults, Stats: s.Stats, JSON: simulator.WriteNoStoreJSON,
+		Actions: map[string]func(url.Values) error{
+			"expire-refresh": simulator.Do(s.ExpireRefreshTokens),
+			"expire-access":  simulator.Do(s.ExpireAccessTokens),
+			"end-sessions":   simulator.Do(s.EndSessions),
+			"lock":           lock(s.LockUser),
+			"unlock":         lock(s.UnlockUser),
+		}})
 	return s
 }
 
@@ -207,29 +215,6 @@ func (s *Server) RealmPath() string { return s.prefix + "/realms/" + url.PathEsc
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// FailNext makes the next n token or logout requests fail with status:
-// an HTML page for 5xx (as a proxy in front of Keycloak sends), a JSON
-// error otherwise.
-func (s *Server) FailNext(n, status int) { s.addFaults(n, fault{kind: faultStatus, status: status}) }
-
-// Malformed makes the next n token or logout requests answer 200 with a
-// truncated JSON body.
-func (s *Server) Malformed(n int) { s.addFaults(n, fault{kind: faultMalformed}) }
-
-// RateLimit makes the next n token or logout requests answer 429 with
-// Retry-After.
-func (s *Server) RateLimit(n int, retryAfter time.Duration) {
-	s.addFaults(n, fault{kind: faultRateLimit, status: http.StatusTooManyRequests, retryAfter: retryAfter})
-}
-
-func (s *Server) addFaults(n int, f fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.faults = append(s.faults, f)
-	}
-}
 
 // ExpireRefreshTokens ends the idle time of every refresh token issued
 // so far, as an idle SSO session timing out does.
@@ -300,62 +285,45 @@ func (s *Server) RefreshValid(refreshToken string) bool {
 	return ok && !r.sess.ended && !(r.spent && s.opts.RevokeRefreshToken) && s.opts.Now().Before(r.expires)
 }
 
-// Stats returns hits per endpoint ("auth", "token", "logout") and per
-// grant ("token.password", ...).
-func (s *Server) Stats() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.stats)
-}
-
-func (s *Server) hit(name string) {
-	s.mu.Lock()
-	s.stats[name]++
-	s.mu.Unlock()
-}
-
-// takeFault applies the next pending fault, if any. It reports whether
-// it answered.
-func (s *Server) takeFault(w http.ResponseWriter) bool {
-	s.mu.Lock()
-	if len(s.faults) == 0 {
-		s.mu.Unlock()
-		return false
-	}
-	f := s.faults[0]
-	s.faults = s.faults[1:]
-	s.mu.Unlock()
-	switch f.kind {
-	case faultMalformed:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{"access_token": "eyJhbGciOi`))
-	case faultRateLimit:
-		w.Header().Set("Retry-After", strconv.Itoa(int(f.retryAfter/time.Second)))
+// writeFault answers a fault as Keycloak, or the proxy in front of it,
+// does: an HTML page for RateLimit and 5xx, a truncated JSON body for
+// Malformed, a JSON error otherwise (FailNext(n, 429) included).
+func writeFault(w http.ResponseWriter, f simulator.Fault) {
+	switch {
+	case f.Malformed:
+		simulator.WriteMalformed(w, `{"access_token": "eyJhbGciOi`)
+	case f.RateLimit:
+		w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter/time.Second)))
 		w.Header().Set("Content-Type", "text/html")
 		w.WriteHeader(http.StatusTooManyRequests)
 		_, _ = w.Write([]byte("<html><body>Too Many Requests</body></html>"))
+	case f.Status >= 500:
+		simulator.WriteHTMLError(w, f.Status)
 	default:
-		if f.status >= 500 {
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(f.status)
-			fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", f.status, http.StatusText(f.status))
-			return true
-		}
-		writeError(w, f.status, "invalid_request", "simulated failure")
+		writeError(w, f.Status, "invalid_request", "simulated failure")
 	}
-	return true
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+// Keycloak's JSON replies carry Cache-Control: no-store.
+var (
+	writeJSON  = simulator.WriteNoStoreJSON
+	writeError = simulator.OAuthError
+	randomID   = simulator.RandomID
+)
 
-func writeError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+// clientCall starts a token or logout request: it counts it as name,
+// answers a queued fault, reads the form and authenticates the client.
+// It reports whether the handler goes on.
+func (s *Server) clientCall(w http.ResponseWriter, r *http.Request, name string) (Client, bool) {
+	s.Hit(name)
+	if s.Take(w, writeFault) {
+		return Client{}, false
+	}
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "Malformed form")
+		return Client{}, false
+	}
+	return s.authenticate(w, r)
 }
 
 // authenticate finds the calling client from HTTP Basic or the form, as
@@ -381,20 +349,12 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (Client, b
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	s.hit("token")
-	if s.takeFault(w) {
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "Malformed form")
-		return
-	}
-	c, ok := s.authenticate(w, r)
+	c, ok := s.clientCall(w, r, "token")
 	if !ok {
 		return
 	}
 	grant := r.PostForm.Get("grant_type")
-	s.hit("token." + grant)
+	s.Hit("token." + grant)
 	switch grant {
 	case "authorization_code":
 		s.codeGrant(w, r, c)
@@ -434,19 +394,11 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, c Client) {
 	case ac.challenge != "" && verifier == "":
 		writeError(w, http.StatusBadRequest, "invalid_grant", "PKCE code verifier not specified")
 		return
-	case ac.challenge != "" && !pkceMatches(ac.method, ac.challenge, verifier):
+	case ac.challenge != "" && !simulator.PKCEMatches(ac.method, ac.challenge, verifier):
 		writeError(w, http.StatusBadRequest, "invalid_grant", "PKCE verification failed: Code mismatch")
 		return
 	}
 	s.issueLocked(w, ac.sess)
-}
-
-func pkceMatches(method, challenge, verifier string) bool {
-	if method == "plain" {
-		return subtle.ConstantTimeCompare([]byte(challenge), []byte(verifier)) == 1
-	}
-	sum := sha256.Sum256([]byte(verifier))
-	return subtle.ConstantTimeCompare([]byte(challenge), []byte(base64.RawURLEncoding.EncodeToString(sum[:]))) == 1
 }
 
 func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c Client) {
@@ -545,27 +497,14 @@ func (s *Server) issueLocked(w http.ResponseWriter, sess *session) {
 // RS256 and refresh tokens with HS512; an HMAC is enough for a simulator,
 // and the alg names keep the header shape.
 func (s *Server) jwt(alg string, claims map[string]any) string {
-	h, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT", "kid": "sim"})
-	p, _ := json.Marshal(claims)
-	msg := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(p)
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(msg))
-	return msg + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return simulator.SignJWT(s.key, map[string]string{"alg": alg, "typ": "JWT", "kid": "sim"}, claims)
 }
 
 // handleLogout is Keycloak's back-channel logout: the refresh token names
 // the session to end. An expired refresh token still logs out, and a
 // session already gone answers 204 too.
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	s.hit("logout")
-	if s.takeFault(w) {
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "Malformed form")
-		return
-	}
-	c, ok := s.authenticate(w, r)
+	c, ok := s.clientCall(w, r, "logout")
 	if !ok {
 		return
 	}
@@ -601,7 +540,7 @@ var loginPage = template.Must(template.New("login").Parse(`<!doctype html>
 // query parameter it signs the user in without a page; otherwise GET shows
 // a login form and POST checks it.
 func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
-	s.hit("auth")
+	s.Hit("auth")
 	q := r.URL.Query()
 	c, ok := s.clients[q.Get("client_id")]
 	if !ok {
@@ -613,18 +552,7 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Invalid parameter: redirect_uri", http.StatusBadRequest)
 		return
 	}
-	back := func(v url.Values) {
-		if st := q.Get("state"); st != "" {
-			v.Set("state", st)
-		}
-		u := *redirect
-		rq := u.Query()
-		for k, vv := range v {
-			rq[k] = vv
-		}
-		u.RawQuery = rq.Encode()
-		http.Redirect(w, r, u.String(), http.StatusFound)
-	}
+	back := func(v url.Values) { simulator.RedirectBack(w, r, *redirect, q.Get("state"), v) }
 	if q.Get("response_type") != "code" {
 		back(url.Values{"error": {"unsupported_response_type"}, "error_description": {"Client is not allowed to initiate browser login with given response_type. Standard flow is disabled for the client."}})
 		return
@@ -693,86 +621,6 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, msg string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = loginPage.Execute(w, map[string]string{"Realm": s.opts.Realm, "Error": msg, "Action": r.URL.RequestURI()})
-}
-
-// handleAdmin is a small HTTP form of the fault methods, for demos run
-// with `tokenwarden dev`: POST /_sim/fail?n=1&status=503,
-// /_sim/ratelimit?n=1&retry_after=7, /_sim/malformed?n=1,
-// /_sim/expire-refresh, /_sim/expire-access, /_sim/end-sessions,
-// /_sim/lock?user=, /_sim/unlock?user=; GET /_sim/stats.
-func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) {
-	serveAdmin(w, r, adminOps{
-		fail: s.FailNext, malformed: s.Malformed, rateLimit: s.RateLimit,
-		expireRefresh: s.ExpireRefreshTokens, expireAccess: s.ExpireAccessTokens,
-		endSessions: s.EndSessions, lock: s.LockUser, unlock: s.UnlockUser, stats: s.Stats,
-	})
-}
-
-type adminOps struct {
-	fail                                     func(n, status int)
-	malformed                                func(n int)
-	rateLimit                                func(n int, d time.Duration)
-	expireRefresh, expireAccess, endSessions func()
-	lock, unlock                             func(string)
-	stats                                    func() map[string]int
-}
-
-func serveAdmin(w http.ResponseWriter, r *http.Request, ops adminOps) {
-	q := r.URL.Query()
-	n, _ := strconv.Atoi(q.Get("n"))
-	if n <= 0 {
-		n = 1
-	}
-	op := strings.TrimPrefix(r.URL.Path, "/_sim/")
-	if op == "stats" {
-		writeJSON(w, http.StatusOK, ops.stats())
-		return
-	}
-	if r.Method != http.MethodPost {
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	switch op {
-	case "fail":
-		status, err := strconv.Atoi(q.Get("status"))
-		if err != nil || status < 400 || status > 599 {
-			http.Error(w, "status must be 400..599", http.StatusBadRequest)
-			return
-		}
-		ops.fail(n, status)
-	case "malformed":
-		ops.malformed(n)
-	case "ratelimit":
-		secs, _ := strconv.Atoi(q.Get("retry_after"))
-		ops.rateLimit(n, time.Duration(max(secs, 0))*time.Second)
-	case "expire-refresh":
-		ops.expireRefresh()
-	case "expire-access":
-		ops.expireAccess()
-	case "end-sessions":
-		ops.endSessions()
-	case "lock", "unlock":
-		user := q.Get("user")
-		if user == "" {
-			http.Error(w, "user is required", http.StatusBadRequest)
-			return
-		}
-		if op == "lock" {
-			ops.lock(user)
-		} else {
-			ops.unlock(user)
-		}
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func randomID(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func uuid() string {

@@ -21,18 +21,18 @@
 package sim
 
 import (
-	"crypto/rand"
 	"crypto/subtle"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
-	"maps"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/providers/simulator"
 )
 
 // Paths served.
@@ -85,21 +85,21 @@ type token struct {
 	refresh string
 }
 
-type fault struct {
-	status     int
-	retryAfter time.Duration
-	malformed  bool
-}
-
-// Server is the simulated API. It is safe for concurrent use.
+// Server is the simulated API. It is safe for concurrent use. FailNext,
+// RateLimit and Malformed (simulator.Faults) apply to the next calls,
+// answered with finAPI's error body; Stats (simulator.Hits) counts
+// requests: "token:<grant_type>", "users", "revoke" (faults included,
+// counted as "token" when the grant is unknown).
 type Server struct {
-	opts Options
+	simulator.Faults
+	simulator.Hits
+
+	opts  Options
+	admin http.Handler
 
 	mu     sync.Mutex
 	users  map[string]*user
 	tokens map[string]*token
-	faults []fault
-	stats  map[string]int
 }
 
 // New returns a server with opts.
@@ -119,26 +119,28 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Server{opts: opts, users: map[string]*user{}, tokens: map[string]*token{}, stats: map[string]int{}}
-}
-
-// FailNext makes the next n calls answer status with finAPI's error body.
-func (s *Server) FailNext(n, status int) { s.addFaults(n, fault{status: status}) }
-
-// RateLimit makes the next n calls answer 429 with Retry-After.
-func (s *Server) RateLimit(n int, retryAfter time.Duration) {
-	s.addFaults(n, fault{status: http.StatusTooManyRequests, retryAfter: retryAfter})
-}
-
-// Malformed makes the next n calls answer 200 with broken JSON.
-func (s *Server) Malformed(n int) { s.addFaults(n, fault{status: http.StatusOK, malformed: true}) }
-
-func (s *Server) addFaults(n int, f fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.faults = append(s.faults, f)
+	s := &Server{opts: opts, users: map[string]*user{}, tokens: map[string]*token{}}
+	// The admin surface (tokenwarden dev) at /_sim/: fail, ratelimit,
+	// malformed, expire-refresh, expire-access, expire-client,
+	// lock?user=ID, unlock?user=ID, stats.
+	lock := func(locked bool) func(url.Values) error {
+		return func(q url.Values) error {
+			id := q.Get("user")
+			if id == "" || !s.HasUser(id) {
+				return errors.New("user must name an existing user")
+			}
+			s.setLocked(id, locked)
+			return nil
+		}
 	}
+	s.admin = simulator.Admin{Faults: &s.Faults, Stats: s.Stats, Strict: true, Actions: map[string]func(url.Values) error{
+		"expire-refresh": simulator.Do(s.ExpireRefreshTokens),
+		"expire-access":  simulator.Do(s.ExpireAccessTokens),
+		"expire-client":  simulator.Do(s.ExpireClientTokens),
+		"lock":           lock(true),
+		"unlock":         lock(false),
+	}}
+	return s
 }
 
 // ExpireRefreshTokens ends every refresh token issued so far.
@@ -190,14 +192,6 @@ func (s *Server) HasUser(id string) bool {
 	return s.users[id] != nil
 }
 
-// Stats returns request counts: "token:<grant_type>", "users", "revoke"
-// (faults included, counted as "token" when the grant is unknown).
-func (s *Server) Stats() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.stats)
-}
-
 // Valid reports whether accessToken is a live user access token.
 func (s *Server) Valid(accessToken string) bool {
 	s.mu.Lock()
@@ -208,7 +202,7 @@ func (s *Server) Valid(accessToken string) bool {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
-		s.admin(w, r)
+		s.admin.ServeHTTP(w, r)
 		return
 	}
 	s.mu.Lock()
@@ -228,11 +222,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, http.StatusNotFound, "ENTITY_NOT_FOUND", "TECHNICAL", "No such endpoint")
 		return
 	}
-	s.stats[name]++
-	if len(s.faults) > 0 {
-		f := s.faults[0]
-		s.faults = s.faults[1:]
-		s.writeFault(w, r, f)
+	s.Hit(name)
+	if s.Take(w, func(w http.ResponseWriter, f simulator.Fault) { s.writeFault(w, r, f) }) {
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -250,19 +241,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f fault) {
+func (s *Server) writeFault(w http.ResponseWriter, r *http.Request, f simulator.Fault) {
 	switch {
-	case f.malformed:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"access_token": "`)
-	case f.status == http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", strconv.Itoa(int(f.retryAfter.Round(time.Second)/time.Second)))
-		s.apiError(w, r, f.status, "TOO_MANY_REQUESTS", "TECHNICAL", "Too many requests")
-	case f.status >= 500:
-		s.apiError(w, r, f.status, "UNKNOWN_ERROR", "TECHNICAL", "An unexpected error occurred")
+	case f.Malformed:
+		simulator.WriteMalformed(w, `{"access_token": "`)
+	case f.Status == http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter.Round(time.Second)/time.Second)))
+		s.apiError(w, r, f.Status, "TOO_MANY_REQUESTS", "TECHNICAL", "Too many requests")
+	case f.Status >= 500:
+		s.apiError(w, r, f.Status, "UNKNOWN_ERROR", "TECHNICAL", "An unexpected error occurred")
 	default:
-		s.apiError(w, r, f.status, "BAD_REQUEST", "BUSINESS", http.StatusText(f.status))
+		s.apiError(w, r, f.Status, "BAD_REQUEST", "BUSINESS", http.StatusText(f.Status))
 	}
 }
 
@@ -279,7 +268,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch f.Get("grant_type") {
 	case "client_credentials":
 		tok := s.issue("client", "", "", s.opts.ClientTTL)
-		writeJSON(w, http.StatusOK, map[string]any{
+		simulator.WriteJSON(w, http.StatusOK, map[string]any{
 			"access_token": tok, "token_type": "bearer", "expires_in": int(s.opts.ClientTTL / time.Second), "scope": "all",
 		})
 	case "password":
@@ -333,7 +322,7 @@ func (s *Server) userTokens(w http.ResponseWriter, u *user, refresh string, omit
 	if !omitRefresh {
 		reply["refresh_token"] = refresh
 	}
-	writeJSON(w, http.StatusOK, reply)
+	simulator.WriteJSON(w, http.StatusOK, reply)
 }
 
 func (s *Server) locked(w http.ResponseWriter, r *http.Request) {
@@ -374,7 +363,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		u.phone = *body.Phone
 	}
 	s.users[u.id] = u
-	writeJSON(w, http.StatusCreated, map[string]any{
+	simulator.WriteJSON(w, http.StatusCreated, map[string]any{
 		"id": u.id, "password": u.password, "email": body.Email, "phone": body.Phone,
 		"isAutoUpdateEnabled": u.autoUpdate,
 	})
@@ -429,9 +418,7 @@ func (s *Server) clientOK(id, secret string) bool {
 
 // issue makes a token; the caller holds mu.
 func (s *Server) issue(kind, userID, refresh string, ttl time.Duration) string {
-	b := make([]byte, 48)
-	_, _ = rand.Read(b)
-	tok := base64.RawURLEncoding.EncodeToString(b)
+	tok := simulator.RandomID(48)
 	t := &token{kind: kind, user: userID, refresh: refresh}
 	if ttl > 0 {
 		t.expiry = s.opts.Now().Add(ttl)
@@ -452,7 +439,7 @@ func (s *Server) live(tok string) *token {
 
 // apiError writes finAPI's general error body.
 func (s *Server) apiError(w http.ResponseWriter, r *http.Request, status int, code, typ, msg string) {
-	writeJSON(w, status, map[string]any{
+	simulator.WriteJSON(w, status, map[string]any{
 		"errors":      []map[string]string{{"message": msg, "code": code, "type": typ}},
 		"date":        s.opts.Now().Format("2006-01-02T15:04:05.000-0700"),
 		"requestId":   "selfgen-" + newID(),
@@ -463,79 +450,7 @@ func (s *Server) apiError(w http.ResponseWriter, r *http.Request, status int, co
 }
 
 func oauthError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+	simulator.WriteJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
-// admin is a small HTTP control surface for demos (tokenwarden dev):
-//
-//	POST /_sim/fail?n=1&status=503
-//	POST /_sim/ratelimit?n=1&retry_after=5s
-//	POST /_sim/malformed?n=1
-//	POST /_sim/expire-refresh | /_sim/expire-access | /_sim/expire-client
-//	POST /_sim/lock?user=ID | /_sim/unlock?user=ID
-//	GET  /_sim/stats
-func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	n := 1
-	if v := q.Get("n"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 0 || n > 1000 {
-			http.Error(w, "n must be an integer in [0,1000]", http.StatusBadRequest)
-			return
-		}
-	}
-	if r.Method != http.MethodPost && r.URL.Path != "/_sim/stats" {
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	switch r.URL.Path {
-	case "/_sim/fail":
-		status, err := strconv.Atoi(q.Get("status"))
-		if err != nil || status < 400 || status > 599 {
-			http.Error(w, "status must be a 4xx or 5xx code", http.StatusBadRequest)
-			return
-		}
-		s.FailNext(n, status)
-	case "/_sim/ratelimit":
-		d, err := time.ParseDuration(q.Get("retry_after"))
-		if err != nil || d < 0 {
-			http.Error(w, "retry_after must be a duration like 5s", http.StatusBadRequest)
-			return
-		}
-		s.RateLimit(n, d)
-	case "/_sim/malformed":
-		s.Malformed(n)
-	case "/_sim/expire-refresh":
-		s.ExpireRefreshTokens()
-	case "/_sim/expire-access":
-		s.ExpireAccessTokens()
-	case "/_sim/expire-client":
-		s.ExpireClientTokens()
-	case "/_sim/lock", "/_sim/unlock":
-		id := q.Get("user")
-		if id == "" || !s.HasUser(id) {
-			http.Error(w, "user must name an existing user", http.StatusBadRequest)
-			return
-		}
-		s.setLocked(id, r.URL.Path == "/_sim/lock")
-	case "/_sim/stats":
-		writeJSON(w, http.StatusOK, s.Stats())
-		return
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func newID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func newID() string { return simulator.HexID(8) }

@@ -22,12 +22,8 @@
 package sim
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"html/template"
 	"maps"
 	"net/http"
@@ -38,6 +34,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/providers/simulator"
 )
 
 // Options configure a Server. Zero fields take Luca's defaults.
@@ -66,8 +64,15 @@ type Options struct {
 }
 
 // Server is the simulated Luca. It implements http.Handler and is safe
-// for concurrent use.
+// for concurrent use. FailNext, RateLimit and Malformed
+// (simulator.Faults) apply to the next token or GraphQL requests (an
+// HTML page for 5xx, a JSON error otherwise); Stats (simulator.Hits)
+// counts hits per endpoint ("authorize", "token", "graphql") and per
+// grant ("token.refresh_token", ...).
 type Server struct {
+	simulator.Faults
+	simulator.Hits
+
 	opts Options
 	mux  *http.ServeMux
 
@@ -76,8 +81,6 @@ type Server struct {
 	codes   map[string]*authCode
 	access  map[string]*tokenRec
 	refresh map[string]*tokenRec
-	faults  []fault
-	stats   map[string]int
 }
 
 // grantRec is what the end-user consented to.
@@ -97,12 +100,6 @@ type tokenRec struct {
 	grant   *grantRec
 	expires time.Time // zero: never
 	revoked bool
-}
-
-type fault struct {
-	status     int
-	malformed  bool
-	retryAfter time.Duration
 }
 
 // New returns a simulated Luca with opts applied over the defaults.
@@ -131,40 +128,25 @@ func New(opts Options) *Server {
 		codes:   map[string]*authCode{},
 		access:  map[string]*tokenRec{},
 		refresh: map[string]*tokenRec{},
-		stats:   map[string]int{},
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("/api/v1/oauth2/authorize", s.handleAuthorize)
 	s.mux.HandleFunc("POST /api/v2/oauth2/token", s.handleToken)
 	s.mux.HandleFunc("POST /api/v1/graphql", s.handleGraphQL)
-	s.mux.HandleFunc("/_sim/", s.handleAdmin)
+	// The admin surface (tokenwarden dev) at /_sim/: fail, ratelimit
+	// (retry_after in seconds), malformed, expire-refresh, expire-access,
+	// revoke, stats.
+	s.mux.Handle("/_sim/", simulator.Admin{Faults: &s.Faults, Stats: s.Stats, JSON: simulator.WriteNoStoreJSON,
+		Actions: map[string]func(url.Values) error{
+			"expire-refresh": simulator.Do(s.ExpireRefreshTokens),
+			"expire-access":  simulator.Do(s.ExpireAccessTokens),
+			"revoke":         simulator.Do(s.RevokeRefreshTokens),
+		}})
 	return s
 }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// FailNext makes the next n token or GraphQL requests fail with status
-// (an HTML page for 5xx, a JSON error otherwise).
-func (s *Server) FailNext(n, status int) { s.addFaults(n, fault{status: status}) }
-
-// Malformed makes the next n token or GraphQL requests answer 200 with
-// truncated JSON.
-func (s *Server) Malformed(n int) { s.addFaults(n, fault{malformed: true}) }
-
-// RateLimit makes the next n token or GraphQL requests answer 429 with
-// Retry-After.
-func (s *Server) RateLimit(n int, retryAfter time.Duration) {
-	s.addFaults(n, fault{status: http.StatusTooManyRequests, retryAfter: retryAfter})
-}
-
-func (s *Server) addFaults(n int, f fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.faults = append(s.faults, f)
-	}
-}
 
 // ExpireRefreshTokens makes every refresh token issued so far expired.
 func (s *Server) ExpireRefreshTokens() { s.expire(s.refresh) }
@@ -215,61 +197,24 @@ func (s *Server) liveLocked(r *tokenRec) bool {
 	return r != nil && !r.revoked && (r.expires.IsZero() || s.opts.Now().Before(r.expires))
 }
 
-// Stats returns hits per endpoint ("authorize", "token", "graphql") and
-// per grant ("token.refresh_token", ...).
-func (s *Server) Stats() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.stats)
-}
-
-func (s *Server) hit(name string) {
-	s.mu.Lock()
-	s.stats[name]++
-	s.mu.Unlock()
-}
-
-func (s *Server) takeFault(w http.ResponseWriter) bool {
-	s.mu.Lock()
-	if len(s.faults) == 0 {
-		s.mu.Unlock()
-		return false
-	}
-	f := s.faults[0]
-	s.faults = s.faults[1:]
-	s.mu.Unlock()
+// writeFault answers a fault as Laravel (behind its proxy) does.
+func writeFault(w http.ResponseWriter, f simulator.Fault) {
 	switch {
-	case f.malformed:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{"access_token": "luca-`))
-	case f.status == http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", strconv.Itoa(int(f.retryAfter/time.Second)))
-		writeJSON(w, f.status, map[string]string{"message": "Too Many Attempts."})
-	case f.status >= 500:
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(f.status)
-		fmt.Fprintf(w, "<html><body><h1>%d %s</h1></body></html>", f.status, http.StatusText(f.status))
+	case f.Malformed:
+		simulator.WriteMalformed(w, `{"access_token": "luca-`)
+	case f.Status == http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", strconv.Itoa(int(f.RetryAfter/time.Second)))
+		writeJSON(w, f.Status, map[string]string{"message": "Too Many Attempts."})
+	case f.Status >= 500:
+		simulator.WriteHTMLError(w, f.Status)
 	default:
-		writeError(w, f.status, "invalid_request", "simulated failure")
+		writeError(w, f.Status, "invalid_request", "simulated failure")
 	}
-	return true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	s.hit("token")
-	if s.takeFault(w) {
+	s.Hit("token")
+	if s.Take(w, writeFault) {
 		return
 	}
 	if err := r.ParseForm(); err != nil {
@@ -285,7 +230,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	grant := r.PostForm.Get("grant_type")
-	s.hit("token." + grant)
+	s.Hit("token." + grant)
 	switch grant {
 	case "authorization_code":
 		s.codeGrant(w, r)
@@ -315,12 +260,7 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request) {
 	}
 	if c.challenge != "" {
 		v := r.PostForm.Get("code_verifier")
-		sum := sha256.Sum256([]byte(v))
-		want := base64.RawURLEncoding.EncodeToString(sum[:])
-		if c.method == "plain" {
-			want = v
-		}
-		if v == "" || subtle.ConstantTimeCompare([]byte(want), []byte(c.challenge)) != 1 {
+		if v == "" || !simulator.PKCEMatches(c.method, c.challenge, v) {
 			writeError(w, http.StatusBadRequest, "invalid_grant", "Failed to verify `code_verifier`.")
 			return
 		}
@@ -367,8 +307,8 @@ func (s *Server) issueLocked(w http.ResponseWriter, g *grantRec, rt string) {
 }
 
 func (s *Server) handleGraphQL(w http.ResponseWriter, r *http.Request) {
-	s.hit("graphql")
-	if s.takeFault(w) {
+	s.Hit("graphql")
+	if s.Take(w, writeFault) {
 		return
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -411,7 +351,7 @@ var consentPage = template.Must(template.New("consent").Parse(`<!doctype html>
 // query parameter it grants at once; otherwise GET shows a form and POST
 // checks it.
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
-	s.hit("authorize")
+	s.Hit("authorize")
 	q := r.URL.Query()
 	if q.Get("client_id") != s.opts.ClientID {
 		http.Error(w, "Client authentication failed", http.StatusUnauthorized)
@@ -422,16 +362,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "redirect_uri is required", http.StatusBadRequest)
 		return
 	}
-	back := func(v url.Values) {
-		if st := q.Get("state"); st != "" {
-			v.Set("state", st)
-		}
-		u := *redirect
-		rq := u.Query()
-		maps.Copy(rq, v)
-		u.RawQuery = rq.Encode()
-		http.Redirect(w, r, u.String(), http.StatusFound)
-	}
+	back := func(v url.Values) { simulator.RedirectBack(w, r, *redirect, q.Get("state"), v) }
 	fail := func(code, desc string) { back(url.Values{"error": {code}, "error_description": {desc}}) }
 	org, locale := q.Get("organisation_number"), q.Get("locale")
 	switch {
@@ -495,52 +426,9 @@ func (s *Server) renderConsent(w http.ResponseWriter, r *http.Request, msg strin
 	_ = consentPage.Execute(w, map[string]string{"Client": s.opts.ClientID, "Error": msg, "Action": r.URL.RequestURI()})
 }
 
-// handleAdmin is a small HTTP form of the fault methods, for demos run
-// with `tokenwarden dev`: POST /_sim/fail?n=1&status=503,
-// /_sim/ratelimit?n=1&retry_after=7, /_sim/malformed?n=1,
-// /_sim/expire-refresh, /_sim/expire-access, /_sim/revoke; GET
-// /_sim/stats.
-func (s *Server) handleAdmin(w http.ResponseWriter, r *http.Request) {
-	op := strings.TrimPrefix(r.URL.Path, "/_sim/")
-	if op == "stats" {
-		writeJSON(w, http.StatusOK, s.Stats())
-		return
-	}
-	if r.Method != http.MethodPost {
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	q := r.URL.Query()
-	n, _ := strconv.Atoi(q.Get("n"))
-	n = max(n, 1)
-	switch op {
-	case "fail":
-		status, err := strconv.Atoi(q.Get("status"))
-		if err != nil || status < 400 || status > 599 {
-			http.Error(w, "status must be 400..599", http.StatusBadRequest)
-			return
-		}
-		s.FailNext(n, status)
-	case "malformed":
-		s.Malformed(n)
-	case "ratelimit":
-		secs, _ := strconv.Atoi(q.Get("retry_after"))
-		s.RateLimit(n, time.Duration(max(secs, 0))*time.Second)
-	case "expire-refresh":
-		s.ExpireRefreshTokens()
-	case "expire-access":
-		s.ExpireAccessTokens()
-	case "revoke":
-		s.RevokeRefreshTokens()
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func randomID(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
+// Luca's JSON replies carry Cache-Control: no-store.
+var (
+	writeJSON  = simulator.WriteNoStoreJSON
+	writeError = simulator.OAuthError
+	randomID   = simulator.RandomID
+)

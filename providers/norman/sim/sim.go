@@ -20,19 +20,16 @@ package sim
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
+	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/providers/simulator"
 )
 
 // Paths served, as in Norman's guide.
@@ -83,14 +80,15 @@ type issued struct {
 	dead    bool // blacklisted, or expired by the admin API
 }
 
-type fault struct {
-	status     int
-	retryAfter time.Duration
-	malformed  bool
-}
-
-// Server is the simulated API. It is safe for concurrent use.
+// Server is the simulated API. It is safe for concurrent use. FailNext,
+// RateLimit and Malformed (simulator.Faults) apply to the next API calls
+// (a 5xx gets Django's HTML error page); Stats (simulator.Hits) counts
+// requests per endpoint: create, refresh, verify, expire, retrieve
+// (faults included).
 type Server struct {
+	simulator.Faults
+	simulator.Hits
+
 	opts Options
 	key  []byte
 	mux  *http.ServeMux
@@ -99,8 +97,6 @@ type Server struct {
 	users    map[string]*user
 	tokens   map[string]*issued // by jti
 	sessions map[string]bool    // ended sessions, by id
-	faults   []fault
-	stats    map[string]int
 	nextID   int
 }
 
@@ -123,11 +119,10 @@ func New(opts Options) *Server {
 	}
 	s := &Server{
 		opts:     opts,
-		key:      randomBytes(32),
+		key:      simulator.RandomBytes(32),
 		users:    map[string]*user{},
 		tokens:   map[string]*issued{},
 		sessions: map[string]bool{},
-		stats:    map[string]int{},
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc(PathCreate, s.api(s.create))
@@ -135,7 +130,10 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc(PathVerify, s.api(s.verify))
 	s.mux.HandleFunc(PathExpire, s.api(s.expire))
 	s.mux.HandleFunc(PathRetrieve, s.api(s.retrieve))
-	s.mux.HandleFunc("/_sim/", s.admin)
+	s.mux.Handle("/_sim/", simulator.Admin{Faults: &s.Faults, Stats: s.Stats, Strict: true, Actions: map[string]func(url.Values) error{
+		"expire-refresh": simulator.Do(s.ExpireRefreshTokens),
+		"expire-access":  simulator.Do(s.ExpireAccessTokens),
+	}})
 	return s
 }
 
@@ -143,26 +141,6 @@ func New(opts Options) *Server {
 func (s *Server) Institution() string { return s.opts.InstitutionID + ":" + s.opts.SecretKey }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// FailNext makes the next n API calls answer status (a 5xx gets Django's
-// HTML error page).
-func (s *Server) FailNext(n, status int) { s.addFaults(n, fault{status: status}) }
-
-// RateLimit makes the next n API calls answer 429 with Retry-After.
-func (s *Server) RateLimit(n int, retryAfter time.Duration) {
-	s.addFaults(n, fault{status: http.StatusTooManyRequests, retryAfter: retryAfter})
-}
-
-// Malformed makes the next n API calls answer 200 with broken JSON.
-func (s *Server) Malformed(n int) { s.addFaults(n, fault{status: http.StatusOK, malformed: true}) }
-
-func (s *Server) addFaults(n int, f fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for range n {
-		s.faults = append(s.faults, f)
-	}
-}
 
 // ExpireRefreshTokens makes every refresh token issued so far invalid, as
 // if its lifetime had run out.
@@ -179,14 +157,6 @@ func (s *Server) expireKind(kind string) {
 			t.dead = true
 		}
 	}
-}
-
-// Stats returns the number of requests per endpoint: create, refresh,
-// verify, expire, retrieve (faults included).
-func (s *Server) Stats() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.stats)
 }
 
 // Valid reports whether accessToken is an access token this server issued
@@ -211,24 +181,21 @@ func (s *Server) api(h func(w http.ResponseWriter, body map[string]any)) http.Ha
 	return func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.stats[endpointNames[r.URL.Path]]++
-		if len(s.faults) > 0 {
-			f := s.faults[0]
-			s.faults = s.faults[1:]
-			s.writeFault(w, f)
+		s.Hit(endpointNames[r.URL.Path])
+		if s.Take(w, writeFault) {
 			return
 		}
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"detail": fmt.Sprintf("Method %q not allowed.", r.Method)})
+			simulator.WriteJSON(w, http.StatusMethodNotAllowed, map[string]string{"detail": fmt.Sprintf("Method %q not allowed.", r.Method)})
 			return
 		}
 		switch inst := r.Header.Get("Institution"); {
 		case inst == "":
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"detail": "Authentication credentials were not provided."})
+			simulator.WriteJSON(w, http.StatusUnauthorized, map[string]string{"detail": "Authentication credentials were not provided."})
 			return
 		case !hmac.Equal([]byte(inst), []byte(s.Institution())):
-			writeJSON(w, http.StatusForbidden, map[string]string{"detail": "Invalid institution credentials."})
+			simulator.WriteJSON(w, http.StatusForbidden, map[string]string{"detail": "Invalid institution credentials."})
 			return
 		}
 		raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -237,32 +204,31 @@ func (s *Server) api(h func(w http.ResponseWriter, body map[string]any)) http.Ha
 			err = json.Unmarshal(raw, &body)
 		}
 		if err != nil || body == nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"detail": "JSON parse error."})
+			simulator.WriteJSON(w, http.StatusBadRequest, map[string]string{"detail": "JSON parse error."})
 			return
 		}
 		h(w, body)
 	}
 }
 
-func (s *Server) writeFault(w http.ResponseWriter, f fault) {
+// writeFault answers a fault as Django REST framework does.
+func writeFault(w http.ResponseWriter, f simulator.Fault) {
 	switch {
-	case f.malformed:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"access": "`)
-	case f.status == http.StatusTooManyRequests:
-		secs := int(f.retryAfter.Round(time.Second) / time.Second)
+	case f.Malformed:
+		simulator.WriteMalformed(w, `{"access": "`)
+	case f.Status == http.StatusTooManyRequests:
+		secs := int(f.RetryAfter.Round(time.Second) / time.Second)
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		writeJSON(w, f.status, map[string]string{
+		simulator.WriteJSON(w, f.Status, map[string]string{
 			"detail": fmt.Sprintf("Request was throttled. Expected available in %d seconds.", secs),
 			"code":   "throttled",
 		})
-	case f.status >= 500:
+	case f.Status >= 500:
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.WriteHeader(f.status)
-		_, _ = fmt.Fprintf(w, "<h1>Server Error (%d)</h1>", f.status)
+		w.WriteHeader(f.Status)
+		_, _ = fmt.Fprintf(w, "<h1>Server Error (%d)</h1>", f.Status)
 	default:
-		writeJSON(w, f.status, map[string]string{"detail": http.StatusText(f.status)})
+		simulator.WriteJSON(w, f.Status, map[string]string{"detail": http.StatusText(f.Status)})
 	}
 }
 
@@ -279,7 +245,7 @@ func required(w http.ResponseWriter, body map[string]any, names ...string) ([]st
 		out[i] = v
 	}
 	if len(errs) > 0 {
-		writeJSON(w, http.StatusBadRequest, errs)
+		simulator.WriteJSON(w, http.StatusBadRequest, errs)
 		return nil, false
 	}
 	return out, true
@@ -291,14 +257,14 @@ func (s *Server) create(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	if s.users[f[0]] != nil {
-		writeJSON(w, http.StatusBadRequest, map[string][]string{"username": {"A user with that username already exists."}})
+		simulator.WriteJSON(w, http.StatusBadRequest, map[string][]string{"username": {"A user with that username already exists."}})
 		return
 	}
 	s.nextID++
 	u := &user{username: f[0], email: f[1], externalID: f[2], id: s.nextID}
 	s.users[u.username] = u
 	access, refresh := s.pair(u, newID())
-	writeJSON(w, http.StatusCreated, map[string]any{
+	simulator.WriteJSON(w, http.StatusCreated, map[string]any{
 		"accessToken": access, "refreshToken": refresh,
 		"user": map[string]any{"id": u.id, "username": u.username, "email": u.email, "external_id": u.externalID},
 	})
@@ -311,21 +277,30 @@ func (s *Server) retrieve(w http.ResponseWriter, body map[string]any) {
 	}
 	u := s.users[f[0]]
 	if u == nil || u.email != f[1] || u.externalID != f[2] {
-		writeJSON(w, http.StatusNotFound, map[string]string{"detail": "User not found."})
+		simulator.WriteJSON(w, http.StatusNotFound, map[string]string{"detail": "User not found."})
 		return
 	}
 	access, refresh := s.pair(u, newID())
-	writeJSON(w, http.StatusOK, map[string]string{"accessToken": access, "refreshToken": refresh})
+	simulator.WriteJSON(w, http.StatusOK, map[string]string{"accessToken": access, "refreshToken": refresh})
 }
 
-func (s *Server) refresh(w http.ResponseWriter, body map[string]any) {
+// refreshClaims reads and checks the body's refresh token, answering
+// otherwise.
+func (s *Server) refreshClaims(w http.ResponseWriter, body map[string]any) (claims, bool) {
 	f, ok := required(w, body, "refresh")
 	if !ok {
-		return
+		return claims{}, false
 	}
 	c, ok := s.check(f[0], "refresh")
 	if !ok {
 		notValid(w)
+	}
+	return c, ok
+}
+
+func (s *Server) refresh(w http.ResponseWriter, body map[string]any) {
+	c, ok := s.refreshClaims(w, body)
+	if !ok {
 		return
 	}
 	u := s.users[c.User]
@@ -334,13 +309,13 @@ func (s *Server) refresh(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	if s.opts.NoRotation {
-		writeJSON(w, http.StatusOK, map[string]string{"access": s.sign(u, "access", c.Session, s.opts.AccessTTL)})
+		simulator.WriteJSON(w, http.StatusOK, map[string]string{"access": s.sign(u, "access", c.Session, s.opts.AccessTTL)})
 		return
 	}
 	// ROTATE_REFRESH_TOKENS with BLACKLIST_AFTER_ROTATION.
 	s.tokens[c.JTI].dead = true
 	access, refresh := s.pair(u, c.Session)
-	writeJSON(w, http.StatusOK, map[string]string{"access": access, "refresh": refresh})
+	simulator.WriteJSON(w, http.StatusOK, map[string]string{"access": access, "refresh": refresh})
 }
 
 func (s *Server) verify(w http.ResponseWriter, body map[string]any) {
@@ -352,26 +327,21 @@ func (s *Server) verify(w http.ResponseWriter, body map[string]any) {
 		notValid(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{})
+	simulator.WriteJSON(w, http.StatusOK, map[string]string{})
 }
 
 func (s *Server) expire(w http.ResponseWriter, body map[string]any) {
-	f, ok := required(w, body, "refresh")
+	c, ok := s.refreshClaims(w, body)
 	if !ok {
-		return
-	}
-	c, ok := s.check(f[0], "refresh")
-	if !ok {
-		notValid(w)
 		return
 	}
 	s.tokens[c.JTI].dead = true
 	s.sessions[c.Session] = true
-	writeJSON(w, http.StatusOK, map[string]string{})
+	simulator.WriteJSON(w, http.StatusOK, map[string]string{})
 }
 
 func notValid(w http.ResponseWriter) {
-	writeJSON(w, http.StatusUnauthorized, map[string]any{
+	simulator.WriteJSON(w, http.StatusUnauthorized, map[string]any{
 		"detail": "Token is invalid or expired",
 		"code":   "token_not_valid",
 	})
@@ -397,30 +367,15 @@ func (s *Server) sign(u *user, kind, session string, ttl time.Duration) string {
 	c := claims{TokenType: kind, Iat: now.Unix(), Exp: now.Add(ttl).Unix(), JTI: newID(),
 		User: u.username, UserID: u.id, Session: session}
 	s.tokens[c.JTI] = &issued{kind: kind, session: session}
-	enc := base64.RawURLEncoding
-	payload, _ := json.Marshal(c)
-	msg := enc.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc.EncodeToString(payload)
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(msg))
-	return msg + "." + enc.EncodeToString(m.Sum(nil))
+	return simulator.SignJWT(s.key, map[string]string{"alg": "HS256", "typ": "JWT"}, c)
 }
 
 // check verifies token's signature, expiry, kind ("" for any) and that it
 // was neither blacklisted nor its session ended. The caller holds mu.
 func (s *Server) check(token, kind string) (claims, bool) {
 	var c claims
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return c, false
-	}
-	m := hmac.New(sha256.New, s.key)
-	m.Write([]byte(parts[0] + "." + parts[1]))
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || !hmac.Equal(sig, m.Sum(nil)) {
-		return c, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil || json.Unmarshal(payload, &c) != nil {
+	payload, ok := simulator.VerifyJWT(s.key, token)
+	if !ok || json.Unmarshal(payload, &c) != nil {
 		return c, false
 	}
 	if kind != "" && c.TokenType != kind {
@@ -436,69 +391,4 @@ func (s *Server) check(token, kind string) (claims, bool) {
 	return c, true
 }
 
-// admin is a small HTTP control surface for demos (tokenwarden dev):
-//
-//	POST /_sim/fail?n=1&status=503
-//	POST /_sim/ratelimit?n=1&retry_after=5s
-//	POST /_sim/malformed?n=1
-//	POST /_sim/expire-refresh
-//	POST /_sim/expire-access
-//	GET  /_sim/stats
-func (s *Server) admin(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	n := 1
-	if v := q.Get("n"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 0 || n > 1000 {
-			http.Error(w, "n must be an integer in [0,1000]", http.StatusBadRequest)
-			return
-		}
-	}
-	if r.Method != http.MethodPost && r.URL.Path != "/_sim/stats" {
-		http.Error(w, "use POST", http.StatusMethodNotAllowed)
-		return
-	}
-	switch r.URL.Path {
-	case "/_sim/fail":
-		status, err := strconv.Atoi(q.Get("status"))
-		if err != nil || status < 400 || status > 599 {
-			http.Error(w, "status must be a 4xx or 5xx code", http.StatusBadRequest)
-			return
-		}
-		s.FailNext(n, status)
-	case "/_sim/ratelimit":
-		d, err := time.ParseDuration(q.Get("retry_after"))
-		if err != nil || d < 0 {
-			http.Error(w, "retry_after must be a duration like 5s", http.StatusBadRequest)
-			return
-		}
-		s.RateLimit(n, d)
-	case "/_sim/malformed":
-		s.Malformed(n)
-	case "/_sim/expire-refresh":
-		s.ExpireRefreshTokens()
-	case "/_sim/expire-access":
-		s.ExpireAccessTokens()
-	case "/_sim/stats":
-		writeJSON(w, http.StatusOK, s.Stats())
-		return
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
-}
-
-func newID() string { return hex.EncodeToString(randomBytes(16)) }
+func newID() string { return simulator.HexID(16) }
