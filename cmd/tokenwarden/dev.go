@@ -141,6 +141,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Listen:            *listen,
 		BootstrapAPIKey:   apiKey,
 		ShutdownTimeout:   5 * time.Second,
+		// The Temporal UI calls the codec endpoint from its own origin.
+		CodecOrigins: info.TemporalUIURL + "," + strings.Replace(info.TemporalUIURL, "127.0.0.1", "localhost", 1),
 	}
 	d, err := connect(ctx, &cfg, logger, stderr)
 	if err != nil {

@@ -99,6 +99,18 @@ func TestDevStack(t *testing.T) {
 		}
 	}
 
+	// The Temporal UI decodes payloads through the gateway's codec
+	// endpoint: from the UI's origin, and encrypted payloads come back
+	// readable.
+	codecReq := `{"payloads":[{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"ImhlbGxvIg=="}]}`
+	enc := postJSON(t, gateway+"/codec/encode", ui, codecReq)
+	if !strings.Contains(enc, "binary/encrypted") && !strings.Contains(enc, "YmluYXJ5L2VuY3J5cHRlZA") {
+		t.Fatalf("/codec/encode did not encrypt: %.200s", enc)
+	}
+	if dec := postJSON(t, gateway+"/codec/decode", ui, enc); !strings.Contains(dec, "ImhlbGxvIg==") {
+		t.Fatalf("/codec/decode did not give the payload back: %.200s", dec)
+	}
+
 	key, err := os.ReadFile(filepath.Join(dir, "api-key"))
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +181,24 @@ func getJSON(t *testing.T, url, apiKey string, into any) int {
 	b, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(b, into)
 	return resp.StatusCode
+}
+
+func postJSON(t *testing.T, url, origin, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", origin)
+	req.Header.Set("X-Namespace", "tokenwarden")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: HTTP %d: %.200s", url, resp.StatusCode, b)
+	}
+	return string(b)
 }
 
 func tail(s string, n int) string {
