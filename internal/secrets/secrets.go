@@ -2,10 +2,11 @@
 // KV v2 engine: each link's current token, the grant material needed to
 // (re)enroll it, and the client secrets the provider catalog refers to.
 //
-// Tokens and grant material live at different paths on purpose: the gateway
-// needs read access to tokens only, so a least-privilege policy can keep
-// passwords and codes away from it. Writes use KV v2 check-and-set, so two
-// writers can never silently overwrite each other's rotated refresh token.
+// Tokens and grant material live at different paths on purpose: the hot
+// path (a token read) touches tokens only, and a deployment can give
+// readers of tokens a policy without access to passwords and codes.
+// Writes use KV v2 check-and-set, so two writers can never silently
+// overwrite each other's rotated refresh token.
 package secrets
 
 import (
