@@ -46,3 +46,9 @@ fmt:
 ## faults: the full fault suite (faults/, TOKENWARDEN_FAULTS=full) on a throwaway stack; prints the results table
 faults: tools oidc-peer-deps
 	@faults/run.sh
+
+.PHONY: bench
+## bench: the hot-path benchmarks (bench/) on the real stack: token read, forced refresh
+bench: tools oidc-peer-deps
+	@deployments/dev/with-stack.sh $${TMPDIR:-/tmp}/tokenwarden-bench \
+	  go test -run '^$$' -bench . -benchtime 3s ./bench/

@@ -1,45 +1,16 @@
 #!/usr/bin/env bash
 # `make faults`: the full fault suite (TOKENWARDEN_FAULTS=full) of faults/.
-# Uses the stack named by TOKENWARDEN_TEST_STACK if there is one, otherwise
-# starts a throwaway one on the test ports (so not at the same time as
-# `make test`) and always stops it. State, log and the results table (also
+# Runs on the stack named by TOKENWARDEN_TEST_STACK or a throwaway one
+# (deployments/dev/with-stack.sh). State, log and the results table (also
 # printed last) go to $TOKENWARDEN_FAULTS_DIR, default /tmp/tokenwarden-faults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 dir=${TOKENWARDEN_FAULTS_DIR:-${TMPDIR:-/tmp}/tokenwarden-faults}
 say() { echo "faults: $*" >&2; }
 
-bin=$(deployments/dev/tools.sh | tail -n1)
-mkdir -p "$dir"
-if [[ -z ${TOKENWARDEN_TEST_STACK:-} || ! -f ${TOKENWARDEN_TEST_STACK:-} ]]; then
-  if [[ -x $dir/teststack ]]; then
-    "$dir/teststack" -stop -dir "$dir/stack" || true
-  fi
-  rm -rf "$dir/stack"
-  go build -o "$dir/teststack" ./internal/devstack/teststack
-  say "starting a throwaway stack in $dir/stack"
-  "$dir/teststack" -dir "$dir/stack" -ports test -bin "$bin" &
-  stack_pid=$!
-  stop_stack() {
-    if kill -0 "$stack_pid" 2>/dev/null; then
-      kill -TERM "$stack_pid" 2>/dev/null || true
-      wait "$stack_pid" 2>/dev/null || true
-    fi
-  }
-  trap stop_stack EXIT
-  trap 'exit 130' INT TERM
-  began=$SECONDS
-  while [[ ! -f $dir/stack/stack.json ]]; do
-    if ! kill -0 "$stack_pid" 2>/dev/null || (( SECONDS - began > 300 )); then
-      say "the stack did not come up; logs in $dir/stack/logs"
-      exit 1
-    fi
-    sleep 0.2
-  done
-  export TOKENWARDEN_TEST_STACK=$dir/stack/stack.json
+if [[ ${1:-} != --in-stack ]]; then
+  exec deployments/dev/with-stack.sh "$dir" "$0" --in-stack
 fi
-export TOKENWARDEN_REQUIRE_STACK=1 TOKENWARDEN_BIN=$bin
 export TOKENWARDEN_FAULTS=${TOKENWARDEN_FAULTS:-full}
 export TOKENWARDEN_FAULTS_TABLE=$dir/table.md
 rm -f "$TOKENWARDEN_FAULTS_TABLE"

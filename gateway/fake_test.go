@@ -25,7 +25,12 @@ type fakeProvider struct {
 	mu        sync.Mutex
 	exchanges []providers.Grant
 	refreshes int
+	verifies  int
+	// rejectVerify makes Verify turn every token down.
+	rejectVerify bool
 }
+
+var _ providers.Verifier = (*fakeProvider)(nil)
 
 const fakeAuthURL = "https://fake.example/authorize"
 
@@ -121,6 +126,35 @@ func (p *fakeProvider) DeviceAuth(ctx context.Context, scopes []string) (*provid
 		Expiry:          time.Now().Add(10 * time.Minute),
 		Interval:        time.Hour,
 	}, nil
+}
+
+// Verify accepts the access tokens the fake issues ("at-..."), unless
+// rejectVerify is set.
+func (p *fakeProvider) Verify(ctx context.Context, t *providers.Token) error {
+	p.mu.Lock()
+	p.verifies++
+	reject := p.rejectVerify
+	p.mu.Unlock()
+	if t == nil || t.AccessToken == "" {
+		return &providers.Error{Class: providers.InvalidGrant, Op: "verify", Err: errors.New("no access token")}
+	}
+	if reject || !strings.HasPrefix(t.AccessToken, "at-") {
+		return &providers.Error{Class: providers.InvalidGrant, Op: "verify", Status: 401, Code: "invalid_token",
+			Description: "access token not accepted"}
+	}
+	return nil
+}
+
+func (p *fakeProvider) setRejectVerify(reject bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rejectVerify = reject
+}
+
+func (p *fakeProvider) verifyCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.verifies
 }
 
 func (p *fakeProvider) lastExchange() (providers.Grant, int) {

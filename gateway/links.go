@@ -99,6 +99,10 @@ type linkView struct {
 	UpdatedAt        time.Time       `json:"updated_at"`
 	Live             *workflowsState `json:"live,omitempty"`
 	LiveError        string          `json:"live_error,omitempty"`
+	// Verified is the provider's verdict on the stored access token (GET
+	// ?verify=1); nil when the provider cannot verify tokens.
+	Verified    *bool  `json:"verified,omitempty"`
+	VerifyError string `json:"verify_error,omitempty"`
 }
 
 // workflowsState is the workflow's own view (GET ?live=1).
@@ -568,16 +572,26 @@ func (s *Server) getLink(c *gin.Context) {
 	if !ok {
 		return
 	}
+	// Both flags are checked before any work, so a bad one costs nothing.
+	live, err := flagQuery(c, "live")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	verify, err := flagQuery(c, "verify")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	ctx := c.Request.Context()
-	link, err := s.store.GetLink(ctx, tenantOf(c), id)
+	tenant := tenantOf(c)
+	link, err := s.store.GetLink(ctx, tenant, id)
 	if err != nil {
 		s.fail(c, storeError(err))
 		return
 	}
 	v := viewOf(link)
-	switch c.Query("live") {
-	case "", "0", "false":
-	case "1", "true":
+	if live {
 		st, err := s.queryState(ctx, link)
 		if err != nil {
 			// The row is still worth showing; say why live is missing.
@@ -586,11 +600,81 @@ func (s *Server) getLink(c *gin.Context) {
 		} else {
 			v.Live = &st
 		}
-	default:
-		s.fail(c, errBadRequest(`"live" must be 1 or 0`))
-		return
+	}
+	if verify {
+		v.Verified, v.VerifyError = s.verifyToken(ctx, c, tenant, link)
 	}
 	c.JSON(http.StatusOK, v)
+}
+
+// flagQuery reads an optional 0/1 query parameter.
+func flagQuery(c *gin.Context, name string) (bool, error) {
+	switch c.Query(name) {
+	case "", "0", "false":
+		return false, nil
+	case "1", "true":
+		return true, nil
+	}
+	return false, errBadRequest(fmt.Sprintf("%q must be 1 or 0", name))
+}
+
+// verifyWait bounds the provider call of GET ?verify=1.
+const verifyWait = 10 * time.Second
+
+// Answers of GET ?verify=1 that are not the provider's own.
+const (
+	verifyUnsupported = "the provider offers no verification"
+	verifyNoProvider  = "the link's provider is not in the catalog"
+	verifyNoToken     = "the link has no access token to verify"
+	verifyVaultDown   = "the access token could not be read; retry later"
+	verifyFailed      = "the provider could not verify the token"
+)
+
+// verifyToken asks the link's provider whether the stored access token
+// works. verified is nil when the provider cannot tell; otherwise it is
+// true only when the provider accepted the token, and message says why
+// not. A failed check is an answer about the link, not a failed request:
+// the row is still shown, like live_error.
+//
+// The message is built from *providers.Error only, whose text is wire
+// facts (status, error code) by contract; any other error may say more
+// than it should, so it becomes a fixed text.
+func (s *Server) verifyToken(ctx context.Context, c *gin.Context, tenant string, link store.Link) (verified *bool, message string) {
+	p, _, ok := s.d.Providers.Get(link.Provider)
+	if !ok {
+		return nil, verifyNoProvider
+	}
+	vf, ok := p.(providers.Verifier)
+	if !ok {
+		return nil, verifyUnsupported
+	}
+	no, yes := false, true
+	tok, err := s.secrets.ReadToken(ctx, tenant, link.ID)
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		// Pending, failed or revoked: nothing was ever stored, or it is
+		// wiped.
+		return &no, verifyNoToken
+	case err != nil:
+		s.log.Warn("verify: token read failed", "request_id", requestIDOf(c), "link", link.ID, "error", err.Error())
+		return &no, verifyVaultDown
+	case tok.Value.AccessToken == "":
+		// Suspended for re-authorization: the access token is gone.
+		return &no, verifyNoToken
+	}
+	vctx, cancel := context.WithTimeout(ctx, verifyWait)
+	defer cancel()
+	t := tok.Value
+	if err := vf.Verify(vctx, &t); err != nil {
+		var pe *providers.Error
+		if errors.As(err, &pe) {
+			return &no, pe.Error()
+		}
+		s.log.Warn("verify: provider call failed", "request_id", requestIDOf(c), "link", link.ID,
+			"provider", link.Provider, "class", providers.ClassOf(err).String())
+		return &no, verifyFailed
+	}
+	return &yes, ""
 }
 
 func (s *Server) queryState(ctx context.Context, link store.Link) (workflows.State, error) {

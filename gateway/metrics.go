@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
 // Outcomes of a synchronous refresh, the label of sync_refreshes_total.
@@ -132,4 +135,85 @@ func (s *Server) countServed(tenant, link string) {
 		}
 		s.metrics.tokensServed.WithLabelValues(provider).Inc()
 	}()
+}
+
+// statsQueryTimeout bounds the database queries of one scrape. Prometheus
+// scrapes time out after 10s by default; the other metrics must still get
+// out when PostgreSQL is slow.
+const statsQueryTimeout = 2 * time.Second
+
+// statsSource is what the stats collector reads; *store.Store satisfies
+// it.
+type statsSource interface {
+	LinkCounts(ctx context.Context) ([]store.LinkCount, error)
+	RefreshCounts(ctx context.Context) ([]store.RefreshCount, error)
+}
+
+// statsCollector reads link and refresh counts from PostgreSQL at scrape
+// time. They are facts of the shared database, not of this replica, so
+// every gateway replica reports the same values; aggregate them with max,
+// not sum. A failed query leaves its series out of the scrape (and sets
+// tokenwarden_store_stats_up to 0) rather than failing /metrics: the
+// process metrics matter most exactly when the database is down.
+type statsCollector struct {
+	src       statsSource
+	log       *slog.Logger
+	links     *prometheus.Desc
+	refreshes *prometheus.Desc
+	up        *prometheus.Desc
+}
+
+var _ prometheus.Collector = (*statsCollector)(nil)
+
+func newStatsCollector(src statsSource, log *slog.Logger) *statsCollector {
+	return &statsCollector{
+		src: src,
+		log: log,
+		links: prometheus.NewDesc("tokenwarden_links",
+			"Links by provider and status, as recorded in PostgreSQL.", []string{"provider", "status"}, nil),
+		refreshes: prometheus.NewDesc("tokenwarden_refreshes_total",
+			"Refresh attempts by provider and outcome (ok, failed, reauth_required), from the audit trail.",
+			[]string{"provider", "outcome"}, nil),
+		up: prometheus.NewDesc("tokenwarden_store_stats_up",
+			"1 if the last scrape read link and refresh counts from PostgreSQL, 0 if a query failed.", nil, nil),
+	}
+}
+
+func (sc *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- sc.links
+	ch <- sc.refreshes
+	ch <- sc.up
+}
+
+func (sc *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), statsQueryTimeout)
+	defer cancel()
+	up := 1.0
+	if links, err := sc.src.LinkCounts(ctx); err != nil {
+		up = 0
+		sc.log.Warn("metrics: link counts unavailable", "error", err.Error())
+	} else {
+		for _, c := range links {
+			sc.send(ch, sc.links, prometheus.GaugeValue, c.Count, c.Provider, c.Status)
+		}
+	}
+	if refreshes, err := sc.src.RefreshCounts(ctx); err != nil {
+		up = 0
+		sc.log.Warn("metrics: refresh counts unavailable", "error", err.Error())
+	} else {
+		for _, c := range refreshes {
+			sc.send(ch, sc.refreshes, prometheus.CounterValue, c.Count, c.Provider, c.Outcome)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(sc.up, prometheus.GaugeValue, up)
+}
+
+// send emits one series. NewConstMetric refuses label values that are not
+// UTF-8; such a row is skipped rather than allowed to panic the scrape.
+func (sc *statsCollector) send(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, n int64, labels ...string) {
+	m, err := prometheus.NewConstMetric(d, t, float64(n), labels...)
+	if err != nil {
+		return
+	}
+	ch <- m
 }

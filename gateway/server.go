@@ -202,6 +202,9 @@ func New(d Deps, cfg Config) *Server {
 			logger.Warn("ignoring malformed allowed return origin", "origin", o)
 		}
 	}
+	if d.Store != nil {
+		s.metrics.registry.MustRegister(newStatsCollector(d.Store, logger))
+	}
 	s.engine = s.routes()
 	return s
 }

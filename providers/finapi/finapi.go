@@ -450,6 +450,9 @@ func failure(op string, r *reply, secrets ...string) *providers.Error {
 	for _, s := range secrets {
 		if s != "" {
 			desc = strings.ReplaceAll(desc, s, "[redacted]")
+			// The code too: it becomes the link's last_error like the
+			// description, and a server that echoes input may put it there.
+			code = strings.ReplaceAll(code, s, "[redacted]")
 		}
 	}
 	// A 2xx with an error code is judged by the code, as generic does.
