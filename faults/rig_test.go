@@ -20,11 +20,8 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	sdkworker "go.temporal.io/sdk/worker"
-	"golang.org/x/oauth2"
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/gateway"
@@ -288,66 +285,23 @@ func randomString() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// linker creates links on the rig's stack, shared or private.
+func (r *rig) linker() e2e.Linker {
+	return e2e.Linker{T: r.t, Store: r.Store, Secrets: r.Secrets, Temporal: r.Temporal, Registry: r.Registry, Remember: r.remember}
+}
+
 // createLink does what the gateway does: a links row, the grant material
 // in Vault, and the link's workflow.
 func (r *rig) createLink(ctx context.Context, provider, grantType string, g providers.Grant) string {
 	r.t.Helper()
-	id := store.NewLinkID()
-	if _, _, err := r.Store.CreateLink(ctx, store.Link{ID: id, TenantID: tenant, Provider: provider, UserID: "alice",
-		GrantType: grantType, Status: "pending", VaultPath: r.Secrets.TokenPath(tenant, id)}); err != nil {
-		r.t.Fatalf("create link: %v", err)
-	}
-	g.Type = grantType
-	if _, err := r.Secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
-		r.t.Fatalf("write grant: %v", err)
-	}
-	_, err := r.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(tenant, id),
-		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.TenantKey.ValueSet(tenant), workflows.ProviderKey.ValueSet(provider),
-			workflows.LinkIDKey.ValueSet(id), workflows.StatusKey.ValueSet("pending")),
-	}, "Link", workflows.LinkParams{TenantID: tenant, LinkID: id, Provider: provider, GrantType: grantType, Scopes: g.Scopes})
-	if err != nil {
-		r.t.Fatalf("start workflow: %v", err)
-	}
-	return id
+	return r.linker().CreateLink(ctx, provider, grantType, g)
 }
 
 // createAuthCodeLink drives the peer's login and consent pages and hands
 // the code to the workflow, as the gateway's callback does.
 func (r *rig) createAuthCodeLink(ctx context.Context) string {
 	r.t.Helper()
-	p, _, _ := r.Registry.Get("peer")
-	verifier := oauth2.GenerateVerifier()
-	state := randomString()
-	redirect := "http://127.0.0.1/v1/oauth/callback"
-	scopes := []string{"openid", "offline_access"}
-	r.remember(verifier)
-	id := r.createLink(ctx, "peer", providers.GrantAuthorizationCode, providers.Grant{CodeVerifier: verifier, RedirectURL: redirect, Scopes: scopes})
-	authURL, err := p.(providers.Authorizer).AuthCodeURL(state, verifier, redirect, scopes, nil)
-	if err != nil {
-		r.t.Fatalf("auth URL: %v", err)
-	}
-	back, err := r.peer.Login(ctx, authURL, "alice")
-	if err != nil {
-		r.t.Fatalf("login at the peer: %v", err)
-	}
-	code := back.Query().Get("code")
-	r.remember(code)
-	g, err := r.Secrets.ReadGrant(ctx, tenant, id)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	g.Value.Code = code
-	if _, err := r.Secrets.WriteGrant(ctx, tenant, id, g.Value, g.Version); err != nil {
-		r.t.Fatal(err)
-	}
-	if err := r.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(tenant, id), "", workflows.SignalAuthorized, nil); err != nil {
-		r.t.Fatal(err)
-	}
-	return id
+	return r.linker().CreateAuthCodeLink(ctx, r.peer)
 }
 
 // activeLinks creates n authorization-code links and waits until each

@@ -8,8 +8,6 @@ package worker_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -19,16 +17,9 @@ import (
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
-	"golang.org/x/oauth2"
-
 	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"github.com/tokenwarden/tokenwarden/internal/oidcpeer"
-	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/providers"
-	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 const tenant = e2e.Tenant
@@ -117,38 +108,11 @@ func newEngineAt(t *testing.T, peer *oidcpeer.Peer, extra string) *engine {
 	return &engine{Stack: s, t: t, peer: peer}
 }
 
-func randomString() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // createLink does what the gateway does: a links row, the grant material
 // in Vault, and the link's workflow.
 func (e *engine) createLink(ctx context.Context, grantType string, g providers.Grant) string {
 	e.t.Helper()
-	id := store.NewLinkID()
-	if _, _, err := e.Store.CreateLink(ctx, store.Link{ID: id, TenantID: tenant, Provider: "peer", UserID: "alice",
-		GrantType: grantType, Status: "pending", VaultPath: e.Secrets.TokenPath(tenant, id)}); err != nil {
-		e.t.Fatalf("create link: %v", err)
-	}
-	g.Type = grantType
-	e.Label(id, grantType)
-	if _, err := e.Secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
-		e.t.Fatalf("write grant: %v", err)
-	}
-	_, err := e.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.WorkflowID(tenant, id),
-		TaskQueue:                workflows.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.TenantKey.ValueSet(tenant), workflows.ProviderKey.ValueSet("peer"),
-			workflows.LinkIDKey.ValueSet(id), workflows.StatusKey.ValueSet("pending")),
-	}, "Link", workflows.LinkParams{TenantID: tenant, LinkID: id, Provider: "peer", GrantType: grantType, Scopes: g.Scopes})
-	if err != nil {
-		e.t.Fatalf("start workflow: %v", err)
-	}
-	return id
+	return e.CreateLinkDirect(ctx, "peer", grantType, g)
 }
 
 // createAuthCodeLink drives the peer's login and consent pages for an
@@ -156,36 +120,5 @@ func (e *engine) createLink(ctx context.Context, grantType string, g providers.G
 // gateway's callback does.
 func (e *engine) createAuthCodeLink(ctx context.Context) string {
 	e.t.Helper()
-	p, _, _ := e.Registry.Get("peer")
-	verifier := oauth2.GenerateVerifier()
-	state := randomString()
-	redirect := "http://127.0.0.1/v1/oauth/callback"
-	scopes := []string{"openid", "offline_access"}
-	e.Remember(verifier)
-	id := e.createLink(ctx, providers.GrantAuthorizationCode, providers.Grant{CodeVerifier: verifier, RedirectURL: redirect, Scopes: scopes})
-	authURL, err := p.(providers.Authorizer).AuthCodeURL(state, verifier, redirect, scopes, nil)
-	if err != nil {
-		e.t.Fatalf("auth URL: %v", err)
-	}
-	back, err := e.peer.Login(ctx, authURL, "alice")
-	if err != nil {
-		e.t.Fatalf("login at the peer: %v", err)
-	}
-	if back.Query().Get("state") != state {
-		e.t.Fatalf("state did not round-trip")
-	}
-	code := back.Query().Get("code")
-	e.Remember(code)
-	g, err := e.Secrets.ReadGrant(ctx, tenant, id)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	g.Value.Code = code
-	if _, err := e.Secrets.WriteGrant(ctx, tenant, id, g.Value, g.Version); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(tenant, id), "", workflows.SignalAuthorized, nil); err != nil {
-		e.t.Fatal(err)
-	}
-	return id
+	return e.Linker().CreateAuthCodeLink(ctx, e.peer)
 }

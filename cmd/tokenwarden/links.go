@@ -280,9 +280,7 @@ func (kv keyValues) Set(v string) error {
 }
 
 func linksCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("create", stderr)
-	var g gatewayFlags
-	g.register(fs)
+	fs, g := newLinksCommand("create", stderr)
 	var (
 		req           tokenwarden.CreateLinkRequest
 		scopes        repeated
@@ -337,15 +335,8 @@ func linksCreate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if idemKey != "" {
 		header = http.Header{"Idempotency-Key": {idemKey}}
 	}
-	raw, err := g.call(ctx, http.MethodPost, "/v1/links", req, header)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
-	}
 	var l tokenwarden.Link
-	if err := decode(raw, &l); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodPost, "/v1/links", req, header, &l); printed || err != nil {
 		return err
 	}
 	tw := newTable(stdout)
@@ -420,23 +411,13 @@ func readPassword(r io.Reader) (string, error) {
 }
 
 func linksGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("get", stderr)
-	var g gatewayFlags
-	g.register(fs)
-	id, err := linkIDArg(fs, args)
+	fs, g := newLinksCommand("get", stderr)
+	id, err := g.parseLinkID(fs, args)
 	if err != nil {
 		return err
-	}
-	g.linkID = id
-	raw, err := g.call(ctx, http.MethodGet, "/v1/links/"+url.PathEscape(id), nil, nil)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
 	}
 	var l tokenwarden.Link
-	if err := decode(raw, &l); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodGet, "/v1/links/"+url.PathEscape(id), nil, nil, &l); printed || err != nil {
 		return err
 	}
 	tw := newTable(stdout)
@@ -474,9 +455,7 @@ func linksGet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("list", stderr)
-	var g gatewayFlags
-	g.register(fs)
+	fs, g := newLinksCommand("list", stderr)
 	var opts tokenwarden.ListOptions
 	fs.StringVar(&opts.Provider, "provider", "", "only links at this provider")
 	fs.StringVar(&opts.Status, "status", "", "only links in this status (active, pending_authorization, reauth_required, ...)")
@@ -506,15 +485,8 @@ func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	raw, err := g.call(ctx, http.MethodGet, path, nil, nil)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
-	}
 	var page tokenwarden.LinkPage
-	if err := decode(raw, &page); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodGet, path, nil, nil, &page); printed || err != nil {
 		return err
 	}
 	if len(page.Links) == 0 && opts.Cursor == "" {
@@ -537,15 +509,12 @@ func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func linksToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("token", stderr)
-	var g gatewayFlags
-	g.register(fs)
+	fs, g := newLinksCommand("token", stderr)
 	minTTL := fs.Duration("min-ttl", 30*time.Second, "the token must stay valid at least this long (the gateway refreshes first if not)")
-	id, err := linkIDArg(fs, args)
+	id, err := g.parseLinkID(fs, args)
 	if err != nil {
 		return err
 	}
-	g.linkID = id
 	if *minTTL < 0 {
 		return errors.New("--min-ttl must not be negative")
 	}
@@ -554,17 +523,10 @@ func linksToken(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		secs := int64((*minTTL + time.Second - 1) / time.Second)
 		path += "?min_ttl=" + strconv.FormatInt(secs, 10)
 	}
-	raw, err := g.call(ctx, http.MethodGet, path, nil, nil)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
-	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := decode(raw, &tok); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodGet, path, nil, nil, &tok); printed || err != nil {
 		return err
 	}
 	if tok.AccessToken == "" {
@@ -575,23 +537,13 @@ func linksToken(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func linksRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("refresh", stderr)
-	var g gatewayFlags
-	g.register(fs)
-	id, err := linkIDArg(fs, args)
+	fs, g := newLinksCommand("refresh", stderr)
+	id, err := g.parseLinkID(fs, args)
 	if err != nil {
 		return err
-	}
-	g.linkID = id
-	raw, err := g.call(ctx, http.MethodPost, "/v1/links/"+url.PathEscape(id)+"/refresh", nil, nil)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
 	}
 	var r tokenwarden.RefreshResult
-	if err := decode(raw, &r); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodPost, "/v1/links/"+url.PathEscape(id)+"/refresh", nil, nil, &r); printed || err != nil {
 		return err
 	}
 	tw := newTable(stdout)
@@ -603,31 +555,21 @@ func linksRefresh(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func linksRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("revoke", stderr)
-	var g gatewayFlags
-	g.register(fs)
+	fs, g := newLinksCommand("revoke", stderr)
 	reason := fs.String("reason", "", "why, for the audit trail")
-	id, err := linkIDArg(fs, args)
+	id, err := g.parseLinkID(fs, args)
 	if err != nil {
 		return err
 	}
-	g.linkID = id
 	var body any
 	if *reason != "" {
 		body = map[string]string{"reason": *reason}
-	}
-	raw, err := g.call(ctx, http.MethodPost, "/v1/links/"+url.PathEscape(id)+"/revoke", body, nil)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
 	}
 	var r struct {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}
-	if err := decode(raw, &r); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodPost, "/v1/links/"+url.PathEscape(id)+"/revoke", body, nil, &r); printed || err != nil {
 		return err
 	}
 	if r.ID == "" {
@@ -638,16 +580,13 @@ func linksRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func linksEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("events", stderr)
-	var g gatewayFlags
-	g.register(fs)
+	fs, g := newLinksCommand("events", stderr)
 	limit := fs.Int("limit", 0, "page size (default: the gateway's, 50)")
 	cursor := fs.String("cursor", "", "next page, as printed after the previous one")
-	id, err := linkIDArg(fs, args)
+	id, err := g.parseLinkID(fs, args)
 	if err != nil {
 		return err
 	}
-	g.linkID = id
 	if *limit < 0 {
 		return errors.New("--limit must be positive")
 	}
@@ -662,15 +601,8 @@ func linksEvents(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	raw, err := g.call(ctx, http.MethodGet, path, nil, nil)
-	if err != nil {
-		return err
-	}
-	if g.json {
-		return printJSON(stdout, raw)
-	}
 	var page tokenwarden.EventPage
-	if err := decode(raw, &page); err != nil {
+	if printed, err := g.fetch(ctx, stdout, http.MethodGet, path, nil, nil, &page); printed || err != nil {
 		return err
 	}
 	if len(page.Events) == 0 && *cursor == "" {
