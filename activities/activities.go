@@ -36,6 +36,10 @@ type Activities struct {
 	Store     *store.Store
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// WebhooksToInternal lets webhooks reach loopback and private
+	// addresses: for development and tests, never for a multi-tenant
+	// deployment (TOKENWARDEN_WEBHOOKS_TO_INTERNAL).
+	WebhooksToInternal bool
 }
 
 func (a *Activities) now() time.Time {

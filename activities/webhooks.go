@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -36,15 +38,48 @@ const (
 // fast and do its work afterwards.
 const webhookTimeout = 10 * time.Second
 
-// webhookClient delivers webhooks. It never follows redirects: the
-// configured URL is the one the tenant vouched for, and a 3xx is retried
-// like any other non-2xx answer.
-var webhookClient = &http.Client{
-	Timeout: webhookTimeout,
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
+// errBlockedAddress refuses a webhook connection to an internal address.
+var errBlockedAddress = errors.New("the webhook's address is internal (loopback, private or link-local)")
+
+// newWebhookClient makes the client that delivers webhooks. It never
+// follows redirects: the configured URL is the one the tenant vouched
+// for, and a 3xx is retried like any other non-2xx answer. Unless
+// allowInternal, it refuses to connect to loopback, private, link-local
+// and unspecified addresses, checked on the address actually dialled (so
+// DNS cannot smuggle one in): a tenant's webhook must not become a way
+// into the network Tokenwarden runs in.
+func newWebhookClient(allowInternal bool) *http.Client {
+	dialer := &net.Dialer{Timeout: webhookTimeout}
+	if !allowInternal {
+		dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			ip := net.ParseIP(host)
+			if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
+				ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+				return errBlockedAddress
+			}
+			return nil
+		}
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DialContext = dialer.DialContext
+	transport.Proxy = nil // a proxy would dial on our behalf, past the check
+	return &http.Client{
+		Timeout:   webhookTimeout,
+		Transport: transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }
+
+var (
+	webhookClient         = newWebhookClient(false)
+	webhookClientInternal = newWebhookClient(true)
+)
 
 // WebhookSubscribed reports whether the tenant's webhook wants events of
 // type c.Type; a tenant without a webhook wants none.
@@ -102,7 +137,15 @@ func (a *Activities) DeliverWebhook(ctx context.Context, ev workflows.WebhookEve
 	req.Header.Set("User-Agent", "Tokenwarden-Webhooks/1")
 	req.Header.Set(HeaderWebhookEventID, ev.ID)
 	req.Header.Set(HeaderWebhookSignature, SignWebhook(secret, a.now(), body))
-	resp, err := webhookClient.Do(req)
+	client := webhookClient
+	if a.WebhooksToInternal {
+		client = webhookClientInternal
+	}
+	resp, err := client.Do(req)
+	if errors.Is(err, errBlockedAddress) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("deliver %s to %s: %v", ev.ID, host, errBlockedAddress), workflows.ErrTypeConfig, nil)
+	}
 	if err != nil {
 		// Transport errors quote the URL; say only where and how.
 		return fmt.Errorf("deliver %s to %s: %s", ev.ID, host, transportReason(err))

@@ -80,7 +80,7 @@ func newHookEnv(t *testing.T) *hookEnv {
 	require.NoError(t, store.Migrate(context.Background(), pool))
 	vc, prefix := testenv.Vault(t)
 	e := &hookEnv{st: store.New(pool), sec: secrets.New(vc, testenv.StackInfo(t).VaultMount, prefix)}
-	e.a = &activities.Activities{Store: e.st, Secrets: e.sec}
+	e.a = &activities.Activities{Store: e.st, Secrets: e.sec, WebhooksToInternal: true}
 	return e
 }
 
@@ -180,4 +180,18 @@ func TestDeliverWebhookWithoutConfigOrSubscription(t *testing.T) {
 	require.True(t, ok)
 	require.NoError(t, e.deliver(t, event()), "an unsubscribed type is dropped")
 	require.Empty(t, r.deliveries())
+}
+
+// TestDeliverWebhookRefusesInternalAddresses: in a real deployment a
+// tenant's webhook cannot reach loopback or private addresses (here, the
+// test receiver on 127.0.0.1), not even once, and the refusal is final.
+func TestDeliverWebhookRefusesInternalAddresses(t *testing.T) {
+	e := newHookEnv(t)
+	e.a.WebhooksToInternal = false
+	r := newReceiver(t, 200)
+	e.configure(t, r.srv.URL+"/hooks", "whsec_test-secret-two")
+	err := e.deliver(t, event())
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "internal")
+	require.Empty(t, r.deliveries(), "nothing reached the internal address")
 }

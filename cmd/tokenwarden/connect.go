@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
@@ -34,6 +35,9 @@ type deps struct {
 	// keyring encrypts every Temporal payload; nil when no codec key is
 	// configured.
 	keyring *codec.Keyring
+	// webhooksToInternal lets webhooks reach loopback and private
+	// addresses (TOKENWARDEN_WEBHOOKS_TO_INTERNAL=1; make dev sets it).
+	webhooksToInternal bool
 }
 
 func (d *deps) close() {
@@ -49,7 +53,7 @@ func (d *deps) close() {
 // naming whatever is missing) until all three answer, then opens the
 // provider catalog.
 func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Writer) (*deps, error) {
-	d := &deps{logger: logger}
+	d := &deps{logger: logger, webhooksToInternal: os.Getenv("TOKENWARDEN_WEBHOOKS_TO_INTERNAL") == "1"}
 	// A plain client to wait for Temporal with; the real one needs the
 	// payload codec's keys, which are in Vault.
 	probe, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,

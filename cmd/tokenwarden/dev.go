@@ -149,6 +149,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer d.close()
+	// Webhook receivers of a developer run on this machine.
+	d.webhooksToInternal = true
 	if err := bootstrapKey(ctx, d.store, apiKey); err != nil {
 		return err
 	}

@@ -46,7 +46,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // serveWorker runs the link worker until ctx ends.
 func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
-	acts := &activities.Activities{Providers: d.registry, Secrets: d.secrets, Store: d.store}
+	acts := &activities.Activities{Providers: d.registry, Secrets: d.secrets, Store: d.store,
+		WebhooksToInternal: d.webhooksToInternal}
 	w := worker.New(d.temporal, acts, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)

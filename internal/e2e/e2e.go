@@ -168,7 +168,7 @@ func Start(t testing.TB, o Options) *Stack {
 // StartWorker runs an in-process worker until the returned stop (or the
 // end of the test).
 func (s *Stack) StartWorker() (stop func()) {
-	w := worker.New(s.Temporal, &activities.Activities{Providers: s.Registry, Secrets: s.Secrets, Store: s.Store}, sdkworker.Options{})
+	w := worker.New(s.Temporal, &activities.Activities{Providers: s.Registry, Secrets: s.Secrets, Store: s.Store, WebhooksToInternal: true}, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		s.T.Fatalf("e2e: worker: %v", err)
 	}
