@@ -7,7 +7,8 @@ OIDC_PEER := deployments/dev/oidc-peer
 .PHONY: dev test stop reset vet fmt tools oidc-peer-deps
 
 ## dev: run Temporal, Vault and Postgres in .dev plus the engine, in the foreground
-dev: tools
+dev: tools oidc-peer-deps
+	@deployments/dev/postgres.sh
 	@bin=$$(deployments/dev/tools.sh | tail -n1) && \
 	  $(GO) build -o bin/tokenwarden ./cmd/tokenwarden && \
 	  TOKENWARDEN_BIN=$$bin exec bin/tokenwarden dev

@@ -9,17 +9,7 @@ stack_dir=$root/.test-stack
 say() { echo "test: $*" >&2; }
 
 began=$SECONDS
-# The PostgreSQL server comes from Debian's packages (devstack also looks in
-# /usr/lib/postgresql/*/bin, where Debian keeps it off PATH).
-if ! command -v initdb >/dev/null && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    say "installing PostgreSQL from Debian's packages"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-  else
-    say "PostgreSQL server programs (initdb, postgres) not found: install PostgreSQL 15"
-    exit 1
-  fi
-fi
+deployments/dev/postgres.sh
 bin=$(deployments/dev/tools.sh | tail -n1)
 
 # A stack left by an interrupted run would hold the ports.
