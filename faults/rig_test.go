@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -114,62 +113,20 @@ func newSharedRig(t *testing.T, tokenURL func(*oidcpeer.Peer) string, extraCatal
 // cores and other tests to run).
 var privateSlots = make(chan struct{}, 2)
 
-func binDir(t *testing.T) string {
-	dir := os.Getenv("TOKENWARDEN_BIN")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "tokenwarden", "bin")
-	}
-	for _, name := range []string{"temporal", "vault"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			if os.Getenv(testenv.RequireEnv) == "1" {
-				t.Fatalf("%s binary missing in %s: run deployments/dev/tools.sh", name, dir)
-			}
-			t.Skipf("fault test: %s binary missing in %s (run `make test`)", name, dir)
-		}
-	}
-	return dir
-}
-
-func freePorts(t *testing.T) devstack.Ports {
-	t.Helper()
-	var ports [4]int
-	var held []net.Listener
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range held {
-		l.Close()
-	}
-	return devstack.Ports{Temporal: ports[0], TemporalUI: ports[1], Vault: ports[2], Postgres: ports[3]}
-}
-
 // privateStack starts Temporal, Vault and Postgres for this test alone.
 func privateStack(t *testing.T) *devstack.Stack {
 	t.Helper()
-	bin := binDir(t)
+	bin := testenv.ToolBinDir(t)
 	privateSlots <- struct{}{}
 	t.Cleanup(func() { <-privateSlots })
-	dir := t.TempDir()
-	// Postgres runs as an unprivileged user when tests run as root: it
-	// must be able to enter the folder.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := testenv.StateDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	began := time.Now()
 	var err error
 	var st *devstack.Stack
 	for attempt := 0; attempt < 3; attempt++ { // a port picked free may be taken meanwhile
-		st, err = devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), BinDir: bin, Ports: freePorts(t)})
+		st, err = devstack.Start(ctx, devstack.Options{Dir: dir, BinDir: bin, Ports: testenv.FreePorts(t)})
 		if err == nil || !strings.Contains(err.Error(), "is taken") {
 			break
 		}

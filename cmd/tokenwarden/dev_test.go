@@ -25,24 +25,13 @@ import (
 // readiness answer, the Temporal UI lists the engine's search attributes,
 // one demo link per provider becomes active, and Ctrl-C stops everything.
 func TestDevStack(t *testing.T) {
-	info := testenv.StackInfo(t) // only runs where the tool binaries are built
-	_ = info
-	binDir := os.Getenv("TOKENWARDEN_BIN")
-	if binDir == "" {
-		binDir = filepath.Join(os.Getenv("HOME"), ".cache", "tokenwarden", "bin")
-	}
+	binDir := testenv.ToolBinDir(t)
 	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "tokenwarden")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	dir := t.TempDir()
-	// PostgreSQL runs as an unprivileged user, who must reach the folder.
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		if strings.HasPrefix(d, os.TempDir()) && d != os.TempDir() {
-			_ = os.Chmod(d, 0o755)
-		}
-	}
+	dir := testenv.StateDir(t)
 	const offset = 21000
 	cmd := exec.Command(bin, "dev", "-dir", dir, "-bin", binDir, "-port-offset", fmt.Sprint(offset))
 	cmd.Dir = "../.." // the repository root: the dev catalog and the OIDC peer live there

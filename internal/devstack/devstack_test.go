@@ -15,58 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokenwarden/tokenwarden/internal/devstack"
+	"github.com/tokenwarden/tokenwarden/internal/testenv"
 )
-
-// binDir finds the tool binaries of deployments/dev/tools.sh, or skips
-// (fails under TOKENWARDEN_REQUIRE_STACK=1).
-func binDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("TOKENWARDEN_BIN")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "tokenwarden", "bin")
-	}
-	for _, name := range []string{"temporal", "vault"} {
-		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
-			if os.Getenv("TOKENWARDEN_REQUIRE_STACK") == "1" {
-				t.Fatalf("%s binary missing in %s: run deployments/dev/tools.sh", name, dir)
-			}
-			t.Skipf("integration test: %s binary missing in %s (run `make test`)", name, dir)
-		}
-	}
-	return dir
-}
-
-func freePorts(t *testing.T) devstack.Ports {
-	t.Helper()
-	var ports [4]int
-	var held []net.Listener
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range held {
-		l.Close()
-	}
-	return devstack.Ports{Temporal: ports[0], TemporalUI: ports[1], Vault: ports[2], Postgres: ports[3]}
-}
-
-// stateDir is a temporary state folder that the unprivileged user Postgres
-// runs as (when tests run as root) can enter: t.TempDir's folders are 0700.
-func stateDir(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return filepath.Join(dir, "stack")
-}
 
 type testLog struct{ t *testing.T }
 
@@ -76,8 +26,8 @@ func (l testLog) Write(b []byte) (int, error) {
 }
 
 func TestRestartsKeepVaultAndPostgresData(t *testing.T) {
-	bin := binDir(t)
-	opts := devstack.Options{Dir: stateDir(t), BinDir: bin, Ports: freePorts(t), Log: testLog{t}}
+	bin := testenv.ToolBinDir(t)
+	opts := devstack.Options{Dir: testenv.StateDir(t), BinDir: bin, Ports: testenv.FreePorts(t), Log: testLog{t}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
@@ -231,7 +181,7 @@ func TestStartReportsATakenPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	ports := freePorts(t)
+	ports := testenv.FreePorts(t)
 	ports.Vault = l.Addr().(*net.TCPAddr).Port
 	_, err = devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), BinDir: t.TempDir(), Ports: ports})
 	if err == nil || !strings.Contains(err.Error(), "vault port") {
