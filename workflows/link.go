@@ -136,12 +136,14 @@ func (l *link) registerHandlers(ctx workflow.Context) error {
 
 func (l *link) validateRefresh(ctx workflow.Context, req RefreshRequest) error {
 	switch {
-	case l.st.Status.Terminal() || l.revokeRequested != nil:
-		return fmt.Errorf("link is %s", StatusRevoked)
+	case l.st.Status.Terminal():
+		return NewLinkStatusError(l.st.Status, l.st.LastError)
+	case l.revokeRequested != nil:
+		return NewLinkStatusError(StatusRevoked, "")
 	case l.st.Status == StatusPendingAuthorization || l.st.Status == "":
-		return fmt.Errorf("link is %s", StatusPendingAuthorization)
+		return NewLinkStatusError(StatusPendingAuthorization, "")
 	case l.st.Status == StatusReauthRequired:
-		return fmt.Errorf("link is %s", StatusReauthRequired)
+		return NewLinkStatusError(StatusReauthRequired, l.st.LastError)
 	}
 	return nil
 }
@@ -183,8 +185,7 @@ func (l *link) handleRefresh(ctx workflow.Context, req RefreshRequest) (RefreshR
 		return RefreshResult{}, err
 	}
 	if w.err != nil {
-		return RefreshResult{}, temporal.NewApplicationError(
-			fmt.Sprintf("link is %s: %s", l.st.Status, l.st.LastError), string(l.st.Status))
+		return RefreshResult{}, NewLinkStatusError(l.st.Status, l.st.LastError)
 	}
 	return RefreshResult{ExpiresAt: l.st.ExpiresAt, VaultVersion: l.st.VaultVersion, Refreshed: true}, nil
 }
@@ -207,7 +208,7 @@ func (l *link) settleWaiters(attempt int, err error) {
 
 func (l *link) validateRevoke(ctx workflow.Context, req RevokeRequest) error {
 	if l.st.Status == StatusRevoked {
-		return errors.New("link is already revoked")
+		return NewLinkStatusError(StatusRevoked, "")
 	}
 	return nil
 }
