@@ -44,17 +44,32 @@ func Link(ctx workflow.Context, p LinkParams) error {
 	if err := l.registerHandlers(ctx); err != nil {
 		return err
 	}
+	l.resumeCarried(ctx)
 	err := l.run(ctx)
-	// Let update handlers finish before the run ends, whether it completes
-	// or continues as new. A revoke that arrives meanwhile (say, as the
-	// link fails) is still carried out: revoking is always possible and
-	// always final, so the run then ends instead of continuing.
+	var can *workflow.ContinueAsNewError
+	if errors.As(err, &can) {
+		// run returns this only with nothing left to do in this run: no
+		// handler running, no signal unread (see continueAsNew).
+		return err
+	}
+	return l.finish(ctx, err)
+}
+
+// finish ends a link's last run. Update handlers finish first; a revoke
+// that arrives meanwhile (say, as the link fails) is still carried out:
+// revoking is always possible and always final. The audit trail is
+// written before the run ends, since no later run would carry it.
+func (l *link) finish(ctx workflow.Context, err error) error {
+	if ctx.Err() != nil {
+		// Cancelled: what is left to do must still run.
+		ctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
 	for {
 		_ = workflow.Await(ctx, func() bool {
 			return workflow.AllHandlersFinished(ctx) || l.revokePending()
 		})
 		if l.revokePending() {
-			err = l.revoke(ctx)
+			l.revoke(ctx)
 			continue
 		}
 		// Waiting for the audit records yields: a message may arrive
@@ -87,15 +102,19 @@ type link struct {
 	grantReady bool
 	denied     *DeniedRequest
 
-	wake    workflow.Channel
-	records []workflow.Future
-	// hooks counts webhook events not yet handed to their delivery
-	// workflow (see webhook).
-	hooks int
+	sig  signalChannels
+	wake workflow.Channel
+	// unrecorded: transitions whose audit record is not written yet;
+	// unchecked: transitions whose webhook subscription check has not
+	// answered; hooks: webhook events whose delivery workflow is being
+	// started (see records.go and webhook).
+	unrecorded []Transition
+	unchecked  []Transition
+	hooks      int
 }
 
 func newLink(ctx workflow.Context, p LinkParams) *link {
-	l := &link{p: p, wake: workflow.NewBufferedChannel(ctx, 1)}
+	l := &link{p: p, sig: openSignals(ctx), wake: workflow.NewBufferedChannel(ctx, 1)}
 	if p.State != nil {
 		l.st = *p.State
 		l.st.Runs++
@@ -116,157 +135,16 @@ func (l *link) ref() LinkRef {
 // poke wakes the main loop without blocking: one pending wake-up is enough.
 func (l *link) poke() { l.wake.SendAsync(struct{}{}) }
 
-// registerHandlers wires the messages to the state they change.
-func (l *link) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) {
-		return l.st, nil
-	}); err != nil {
-		return err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRefresh, l.handleRefresh,
-		workflow.UpdateHandlerOptions{Validator: l.validateRefresh}); err != nil {
-		return err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRevoke, l.handleRevoke,
-		workflow.UpdateHandlerOptions{Validator: l.validateRevoke}); err != nil {
-		return err
-	}
-	return nil
-}
-
-func (l *link) validateRefresh(ctx workflow.Context, req RefreshRequest) error {
-	switch {
-	case l.st.Status.Terminal():
-		return NewLinkStatusError(l.st.Status, l.st.LastError)
-	case l.revokeRequested != nil:
-		return NewLinkStatusError(StatusRevoked, "")
-	case l.st.Status == StatusPendingAuthorization || l.st.Status == "":
-		return NewLinkStatusError(StatusPendingAuthorization, "")
-	case l.st.Status == StatusReauthRequired:
-		return NewLinkStatusError(StatusReauthRequired, l.st.LastError)
-	}
-	return nil
-}
-
-// refreshWaiter is one refresh update waiting for the main loop.
-type refreshWaiter struct {
-	// afterVersion: a forced refresh is satisfied by any token stored
-	// after the one current when it asked. until: a bounded one by any
-	// token valid past it.
-	afterVersion int
-	until        time.Time
-	// seen is how many attempts had started when it asked.
-	seen int
-	done bool
-	err  error
-}
-
-func (w *refreshWaiter) satisfiedBy(st State) bool {
-	if w.until.IsZero() {
-		return st.VaultVersion > w.afterVersion
-	}
-	return st.ExpiresAt.After(w.until)
-}
-
-// handleRefresh returns at once when the current token already satisfies
-// the request, and otherwise waits for the main loop's next attempt. Any
-// number of concurrent requests share one provider call: a refresh already
-// in flight when a request arrives satisfies it too, since it stores a
-// token newer than the one the caller saw.
-func (l *link) handleRefresh(ctx workflow.Context, req RefreshRequest) (RefreshResult, error) {
-	w := &refreshWaiter{afterVersion: max(l.st.VaultVersion, req.SeenVersion), until: req.MinValidUntil, seen: l.attempts}
-	if !w.until.IsZero() && w.satisfiedBy(l.st) && l.st.VaultVersion >= req.SeenVersion &&
-		(l.st.Status == StatusActive || l.st.Status == StatusDegraded) {
-		return RefreshResult{ExpiresAt: l.st.ExpiresAt, VaultVersion: l.st.VaultVersion}, nil
-	}
-	l.waiters = append(l.waiters, w)
-	l.poke()
-	if err := workflow.Await(ctx, func() bool { return w.done }); err != nil {
-		return RefreshResult{}, err
-	}
-	if w.err != nil {
-		return RefreshResult{}, NewLinkStatusError(l.st.Status, l.st.LastError)
-	}
-	return RefreshResult{ExpiresAt: l.st.ExpiresAt, VaultVersion: l.st.VaultVersion, Refreshed: true}, nil
-}
-
-// settleWaiters answers the waiters after an attempt: those that were
-// waiting when it started get its outcome whatever it was; later ones only
-// if its token satisfies them (otherwise the next attempt is theirs).
-func (l *link) settleWaiters(attempt int, err error) {
-	kept := l.waiters[:0]
-	for _, w := range l.waiters {
-		switch {
-		case w.seen < attempt, err != nil, w.satisfiedBy(l.st):
-			w.done, w.err = true, err
-		default:
-			kept = append(kept, w)
-		}
-	}
-	l.waiters = kept
-}
-
-func (l *link) validateRevoke(ctx workflow.Context, req RevokeRequest) error {
-	if l.st.Status == StatusRevoked {
-		return NewLinkStatusError(StatusRevoked, "")
-	}
-	return nil
-}
-
-// handleRevoke asks the main loop to revoke and waits until it has.
-func (l *link) handleRevoke(ctx workflow.Context, req RevokeRequest) (State, error) {
-	l.requestRevoke(req)
-	if err := workflow.Await(ctx, func() bool { return l.revokeDone }); err != nil {
-		return State{}, err
-	}
-	return l.st, nil
-}
-
-func (l *link) requestRevoke(req RevokeRequest) {
-	if l.revokeRequested == nil {
-		l.revokeRequested = &req
-	}
-	l.poke()
-}
-
 // run is the link's life: enroll, then keep the token fresh until revoked.
 func (l *link) run(ctx workflow.Context) error {
-	revokeCh := workflow.GetSignalChannel(ctx, SignalRevoke)
-	authorizedCh := workflow.GetSignalChannel(ctx, SignalAuthorized)
-	reauthCh := workflow.GetSignalChannel(ctx, SignalReauthorize)
-	deniedCh := workflow.GetSignalChannel(ctx, SignalDenied)
-	signals := func(sel workflow.Selector) {
-		sel.AddReceive(deniedCh, func(c workflow.ReceiveChannel, _ bool) {
-			var req DeniedRequest
-			c.Receive(ctx, &req)
-			l.denied = &req
-		})
-		sel.AddReceive(revokeCh, func(c workflow.ReceiveChannel, _ bool) {
-			var req RevokeRequest
-			c.Receive(ctx, &req)
-			l.requestRevoke(req)
-		})
-		sel.AddReceive(authorizedCh, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			l.grantReady = true
-		})
-		sel.AddReceive(reauthCh, func(c workflow.ReceiveChannel, _ bool) {
-			var req ReauthorizeRequest
-			c.Receive(ctx, &req)
-			if req.GrantType != "" {
-				l.p.GrantType = req.GrantType
-			}
-			l.grantReady = true
-		})
-		sel.AddReceive(l.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
-	}
-
 	// 1. Enroll: a new link obtains its first token.
 	if l.st.Status == "" {
-		l.enroll(ctx, signals)
+		l.enroll(ctx)
 	}
-
 	for {
+		if ctx.Err() != nil {
+			return l.cancelled(ctx)
+		}
 		// 2. Revoke, the one request that always wins.
 		if l.revokeRequested != nil {
 			return l.revoke(ctx)
@@ -274,194 +152,162 @@ func (l *link) run(ctx workflow.Context) error {
 		if l.st.Status.Terminal() {
 			return nil
 		}
-
-		// 3. A link that lost its grant waits for the end-user to consent
-		// again (or for stored credentials to be replaced).
-		if l.st.Status == StatusReauthRequired {
-			l.failPendingRequests()
-			if l.grantReady {
-				l.grantReady = false
-				l.enrollNow(ctx, "reauthorized")
-				continue
-			}
-			sel := workflow.NewSelector(ctx)
-			signals(sel)
-			sel.Select(ctx)
-			continue
-		}
-
-		// 4. Refresh when due or when a caller needs a fresher token.
-		if len(l.waiters) > 0 {
-			if l.st.Status == StatusDegraded && workflow.Now(ctx).Before(l.st.RetryNotBefore) {
-				// Callers do not get to hammer a provider that is failing
-				// or has asked us to slow down: they hear the last error
-				// now (the gateway serves the current token while it is
-				// valid) and the next attempt keeps its backoff.
-				l.settleWaiters(l.attempts+1, errors.New(l.st.LastError))
-			} else {
-				l.refresh(ctx)
-			}
-			continue
-		}
-		if l.grantReady {
+		switch {
+		case l.st.Status == StatusReauthRequired:
+			// 3. A link that lost its grant waits for the end-user to
+			// consent again (or for stored credentials to be replaced).
+			l.awaitReauthorization(ctx)
+		case len(l.waiters) > 0:
+			// 4. A caller needs a fresher token.
+			l.serveWaiters(ctx)
+		case l.grantReady:
 			// New consent for a link that is still active: adopt it.
 			l.grantReady = false
 			l.enrollNow(ctx, "reauthorized")
-			continue
-		}
-
-		// 5. Keep history small: continue as new between cycles, never in
-		// the middle of one.
-		if l.cycles >= l.p.MaxCyclesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			l.drain(ctx, revokeCh, authorizedCh, reauthCh, deniedCh)
-			if l.revokeRequested != nil || len(l.waiters) > 0 || l.grantReady {
-				continue
+		case l.cycles >= l.p.MaxCyclesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested():
+			// 5. Keep history small: continue as new between cycles,
+			// never in the middle of one.
+			if err := l.continueAsNew(ctx); err != nil {
+				return err
 			}
-			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-			if len(l.waiters) > 0 {
-				continue
-			}
-			l.flushRecords(ctx)
-			p := l.p
-			st := l.st
-			p.State = &st
-			return workflow.NewContinueAsNewError(ctx, Link, p)
-		}
-
-		// 6. Sleep until the refresh is due, or until a message arrives.
-		now := workflow.Now(ctx)
-		var due time.Time
-		if l.st.Status == StatusDegraded {
-			due = l.st.RetryNotBefore
-			if !due.After(now) {
-				due = now.Add(minWait)
-			}
-		} else {
-			due = NextRefresh(l.st.Schedule, now, l.st.ObtainedAt, l.st.ExpiresAt, l.st.RefreshExpiry, seedFor(l.p.LinkID, l.st.Seq))
-		}
-		if !due.Equal(l.st.NextRefreshAt) {
-			l.st.NextRefreshAt = due
-			l.upsertSearchAttributes(ctx)
-		}
-		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		timer := workflow.NewTimer(timerCtx, due.Sub(now))
-		fired := false
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(timer, func(f workflow.Future) { fired = f.Get(ctx, nil) == nil })
-		signals(sel)
-		sel.Select(ctx)
-		cancelTimer()
-		if fired {
-			l.refresh(ctx)
+		default:
+			// 6. Sleep until the refresh is due, or a message arrives.
+			l.sleepUntilDue(ctx)
 		}
 	}
 }
 
-// enroll waits for authorization where the grant needs the end-user, then
-// obtains the first token.
-func (l *link) enroll(ctx workflow.Context, signals func(workflow.Selector)) {
-	switch l.p.GrantType {
-	case "authorization_code":
-		l.transition(ctx, StatusPendingAuthorization, "created", "")
-		deadline := workflow.Now(ctx).Add(l.p.AuthorizationTimeout)
-		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		defer cancelTimer()
-		timedOut := false
-		timer := workflow.NewTimer(timerCtx, l.p.AuthorizationTimeout)
-		for !l.grantReady && l.revokeRequested == nil && l.denied == nil && !timedOut {
-			sel := workflow.NewSelector(ctx)
-			sel.AddFuture(timer, func(f workflow.Future) { timedOut = f.Get(ctx, nil) == nil })
-			signals(sel)
-			sel.Select(ctx)
-		}
-		if l.revokeRequested != nil {
-			return
-		}
-		if l.denied != nil && !l.grantReady {
-			l.st.LastError = "authorization denied: " + l.denied.Error
-			if l.denied.Description != "" {
-				l.st.LastError += ": " + l.denied.Description
-			}
-			l.transition(ctx, StatusFailed, "authorization_denied", l.st.LastError)
-			return
-		}
-		if !l.grantReady {
-			l.st.LastError = "the end-user did not authorize before " + deadline.UTC().Format(time.RFC3339)
-			l.transition(ctx, StatusFailed, "authorization_expired", l.st.LastError)
-			return
-		}
+func (l *link) awaitReauthorization(ctx workflow.Context) {
+	l.failPendingRequests()
+	if l.grantReady {
 		l.grantReady = false
-		l.enrollNow(ctx, "enrolled")
-	case "device_code":
-		l.transition(ctx, StatusPendingAuthorization, "created", "")
-		l.pollDevice(ctx, signals)
-	default:
-		l.enrollNow(ctx, "enrolled")
-	}
-}
-
-// pollDevice polls the token endpoint at the interval the provider asks
-// for until the end-user approves on their other device.
-func (l *link) pollDevice(ctx workflow.Context, signals func(workflow.Selector)) {
-	deadline := workflow.Now(ctx).Add(l.p.AuthorizationTimeout)
-	for l.revokeRequested == nil {
-		var poll DevicePoll
-		err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivityPollDevice, l.ref()).Get(ctx, &poll)
-		if err != nil {
-			l.enrollFailed(ctx, err)
-			return
-		}
-		if !poll.Pending && poll.Token != nil {
-			l.adopt(*poll.Token)
-			l.st.Failures = 0
-			l.st.LastError = ""
-			l.transition(ctx, StatusActive, "enrolled", "")
-			return
-		}
-		if !workflow.Now(ctx).Before(deadline) {
-			l.st.LastError = "the end-user did not approve the device before " + deadline.UTC().Format(time.RFC3339)
-			l.transition(ctx, StatusFailed, "authorization_expired", l.st.LastError)
-			return
-		}
-		interval := poll.Interval
-		if interval < time.Second {
-			interval = 5 * time.Second
-		}
-		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		timer := workflow.NewTimer(timerCtx, interval)
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(timer, func(workflow.Future) {})
-		signals(sel)
-		sel.Select(ctx)
-		cancelTimer()
-	}
-}
-
-// enrollNow runs the Enroll activity: the grant material is in Vault.
-func (l *link) enrollNow(ctx workflow.Context, event string) {
-	var info TokenInfo
-	err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivityEnroll, l.ref()).Get(ctx, &info)
-	if err != nil {
-		l.enrollFailed(ctx, err)
+		l.enrollNow(ctx, "reauthorized")
 		return
 	}
-	l.adopt(info)
-	l.st.Failures = 0
-	l.st.LastError = ""
-	l.transition(ctx, StatusActive, event, "")
+	sel := workflow.NewSelector(ctx)
+	l.addSignals(ctx, sel)
+	sel.Select(ctx)
 }
 
-func (l *link) enrollFailed(ctx workflow.Context, err error) {
-	l.st.LastError = errorMessage(err)
-	// A link that never had a token has nothing to keep alive: its first
-	// enrollment failing ends it (the caller creates a new one). A link
-	// that had one waits for re-authorization instead.
-	if l.st.ExpiresAt.IsZero() {
-		l.transition(ctx, StatusFailed, "enroll_failed", l.st.LastError)
+// serveWaiters refreshes for the callers waiting on a refresh update.
+// Callers do not get to hammer a provider that is failing or has asked us
+// to slow down: while a degraded link's backoff runs they hear the last
+// error at once (the gateway serves the current token while it is valid).
+func (l *link) serveWaiters(ctx workflow.Context) {
+	if l.st.Status == StatusDegraded && workflow.Now(ctx).Before(l.st.RetryNotBefore) {
+		l.settleWaiters(l.attempts+1, errors.New(l.st.LastError))
 		return
 	}
-	l.suspend(ctx)
-	l.transition(ctx, StatusReauthRequired, "enroll_failed", l.st.LastError)
+	l.refresh(ctx)
+}
+
+func (l *link) hasWork() bool {
+	return l.revokeRequested != nil || len(l.waiters) > 0 || l.grantReady
+}
+
+// continueAsNew ends the run and starts the next one with the link's
+// state; it returns nil, without ending the run, when a message needs
+// this run first.
+//
+// Nothing may be stranded at the boundary: an update accepted after the
+// last look would wait for a run that has ended, a signal received by no
+// one would be lost. So the run decides and returns with no yield in
+// between: it drains the signals, and ends only if no handler is running
+// and nothing is pending. It waits for nothing slow: audit records and
+// webhook checks not yet written travel to the next run (records.go); the
+// one wait is for webhook delivery workflows being started, which takes
+// Temporal alone.
+func (l *link) continueAsNew(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, "boundary-carries-records", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return l.continueAsNewV0(ctx)
+	}
+	for {
+		l.drain()
+		if l.hasWork() {
+			return nil
+		}
+		if workflow.AllHandlersFinished(ctx) && l.hooks == 0 {
+			break
+		}
+		_ = workflow.Await(ctx, func() bool {
+			return (workflow.AllHandlersFinished(ctx) && l.hooks == 0) || l.hasWork() || ctx.Err() != nil
+		})
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+	p := l.p
+	st := l.st
+	p.State = &st
+	l.carry(&p)
+	return workflow.NewContinueAsNewError(ctx, Link, p)
+}
+
+// continueAsNewV0 is the boundary of runs that began before
+// "boundary-carries-records": kept so that their histories replay. It
+// waited for the audit trail, and could strand a refresh update accepted
+// during that wait.
+func (l *link) continueAsNewV0(ctx workflow.Context) error {
+	l.drain()
+	if l.hasWork() {
+		return nil
+	}
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	if len(l.waiters) > 0 {
+		return nil
+	}
+	l.flushRecords(ctx)
+	p := l.p
+	st := l.st
+	p.State = &st
+	return workflow.NewContinueAsNewError(ctx, Link, p)
+}
+
+// sleepUntilDue waits for the next refresh, or for a message.
+func (l *link) sleepUntilDue(ctx workflow.Context) {
+	now := workflow.Now(ctx)
+	var due time.Time
+	if l.st.Status == StatusDegraded {
+		due = l.st.RetryNotBefore
+		if !due.After(now) {
+			due = now.Add(minWait)
+		}
+	} else {
+		due = NextRefresh(l.st.Schedule, now, l.st.ObtainedAt, l.st.ExpiresAt, l.st.RefreshExpiry, seedFor(l.p.LinkID, l.st.Seq))
+	}
+	if !due.Equal(l.st.NextRefreshAt) {
+		l.st.NextRefreshAt = due
+		l.upsertSearchAttributes(ctx)
+	}
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	timer := workflow.NewTimer(timerCtx, due.Sub(now))
+	fired := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(timer, func(f workflow.Future) { fired = f.Get(ctx, nil) == nil })
+	l.addSignals(ctx, sel)
+	sel.Select(ctx)
+	cancelTimer()
+	if fired {
+		l.refresh(ctx)
+	}
+}
+
+// cancelled ends a link whose workflow was cancelled ("Request
+// Cancellation" in the Temporal UI, `temporal workflow cancel`). The rule:
+// cancelling a link's workflow revokes the link, exactly as a revoke
+// request would (provider revocation, secrets wiped, audit "revoked"), and
+// the run then ends as cancelled. A link cannot be left half alive: a
+// workflow that ignored cancellation would find every timer and wait
+// cancelled at once and spin.
+func (l *link) cancelled(ctx workflow.Context) error {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if l.revokeRequested == nil {
+		l.revokeRequested = &RevokeRequest{Reason: "the link's workflow was cancelled"}
+	}
+	if l.st.Status != StatusRevoked {
+		_ = l.revoke(dctx)
+	}
+	return temporal.NewCanceledError()
 }
 
 // refresh makes one refresh attempt (with the activity's own retries) and
@@ -499,13 +345,16 @@ func (l *link) refresh(ctx workflow.Context) {
 	if errors.As(err, &appErr) {
 		switch appErr.Type() {
 		case ErrTypeInvalidGrant, ErrTypePermanent:
-			l.suspend(ctx)
-			l.transition(ctx, StatusReauthRequired, "reauth_required", l.st.LastError)
+			l.needReauth(ctx, "reauth_required")
 			return
 		case ErrTypeConfig:
 			l.transition(ctx, StatusFailed, "failed", l.st.LastError)
 			return
 		}
+	}
+	if ctx.Err() != nil {
+		// Cancelled mid-refresh: the link is being revoked, not degraded.
+		return
 	}
 	// Transient: the provider (or Vault) is struggling. Keep the token
 	// we have and try again after a backoff, or after the provider's
@@ -519,17 +368,56 @@ func (l *link) refresh(ctx workflow.Context) {
 	l.transition(ctx, StatusDegraded, "refresh_failed", l.st.LastError)
 }
 
-// suspend stops the gateway from serving the access token of a link that
-// needs re-authorization: the provider rejected the grant, and callers
-// should hear "reauth_required" rather than get a token that may be dead
-// already. The refresh token stays, for a grant an operator can mend.
-func (l *link) suspend(ctx workflow.Context) {
+// needReauth parks a link whose grant the provider rejected. Callers hear
+// reauth_required at once, and the access token is cleared from Vault
+// (suspend) so that the gateway cannot serve a token of a rejected grant.
+// The clearing is retried until Vault takes it, however long that is: a
+// link in reauth_required must never serve its token.
+func (l *link) needReauth(ctx workflow.Context, event string) {
+	if workflow.GetVersion(ctx, "suspend-until-done", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Runs that began before: suspend once, then say so.
+		l.suspendOnce(ctx)
+		l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
+		return
+	}
+	l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
+	l.failPendingRequests()
+	actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, untilDone(ctx)))
+	f := workflow.ExecuteActivity(actx, ActivitySuspend, l.ref())
+	// A revoke meanwhile wipes the token anyway.
+	if l.awaitActivity(ctx, f, cancel) {
+		if err := f.Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("could not suspend the access token", "link", l.p.LinkID, "error", err)
+		}
+	}
+}
+
+// suspendOnce is the suspend of runs that began before
+// "suspend-until-done": one activity execution, its failure only logged.
+func (l *link) suspendOnce(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, "suspend-on-reauth", workflow.DefaultVersion, 1) < 1 {
 		return
 	}
 	if err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivitySuspend, l.ref()).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("could not suspend the access token", "link", l.p.LinkID, "error", err)
 	}
+}
+
+// awaitActivity waits for f while receiving messages. It gives up (and
+// cancels the activity) when the link is revoked or its workflow
+// cancelled, reporting false: the caller's work is moot then.
+func (l *link) awaitActivity(ctx workflow.Context, f workflow.Future, cancel workflow.CancelFunc) bool {
+	for !f.IsReady() {
+		if l.revokeRequested != nil || ctx.Err() != nil {
+			cancel()
+			return false
+		}
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(f, func(workflow.Future) {})
+		l.addSignals(ctx, sel)
+		sel.Select(ctx)
+	}
+	return true
 }
 
 // failPendingRequests answers waiting refresh requests when the link can
@@ -541,15 +429,22 @@ func (l *link) failPendingRequests() {
 }
 
 // revoke revokes at the provider, wipes the secrets and ends the link.
-// Revocation is best-effort at the provider (a dead token is as good as a
-// revoked one) but the secrets are always wiped.
+// Revocation at the provider is best-effort (a dead token is as good as a
+// revoked one; the activity gives up on a provider that keeps failing),
+// but the wipe is retried until Vault takes it: "revoked" means that no
+// secret is left.
 func (l *link) revoke(ctx workflow.Context) error {
 	l.failPendingRequests()
-	err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivityRevoke, l.ref()).Get(ctx, nil)
+	var opts workflow.ActivityOptions
+	if workflow.GetVersion(ctx, "revoke-until-wiped", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		opts = activityOptions()
+	} else {
+		opts = untilDone(ctx)
+	}
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityRevoke, l.ref()).Get(ctx, nil)
 	if err != nil {
-		// Revoke retries transient failures itself; what comes back is
-		// permanent (e.g. Vault denied the delete). Record and end: the
-		// operator sees last_error.
+		// Only a permanent failure comes back (e.g. Vault denied the
+		// delete): record it, the operator sees last_error.
 		l.st.LastError = errorMessage(err)
 	}
 	reason := ""
@@ -579,8 +474,7 @@ func (l *link) adopt(info TokenInfo) {
 }
 
 // transition moves the link to status to, mirrors it into the search
-// attributes and records it in the audit trail. Recording runs in the
-// background: a Postgres outage must delay the audit trail, never a refresh.
+// attributes and records it in the audit trail, in the background.
 func (l *link) transition(ctx workflow.Context, to Status, event, detail string) {
 	from := l.st.Status
 	l.st.Status = to
@@ -600,39 +494,8 @@ func (l *link) transition(ctx workflow.Context, to Status, event, detail string)
 		State:   l.st,
 		Detail:  detail,
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    time.Minute,
-			// Unlimited attempts: an audit event is never dropped; the
-			// event ID makes every retry idempotent.
-		},
-	})
-	l.records = append(l.records, workflow.ExecuteActivity(actx, ActivityRecord, t))
-	l.pruneRecords()
-	l.webhook(ctx, actx, t)
-}
-
-func (l *link) pruneRecords() {
-	kept := l.records[:0]
-	for _, f := range l.records {
-		if !f.IsReady() {
-			kept = append(kept, f)
-		}
-	}
-	l.records = kept
-}
-
-// flushRecords waits until every audit record of this run is written and
-// every webhook event is handed to its delivery workflow.
-func (l *link) flushRecords(ctx workflow.Context) {
-	for _, f := range l.records {
-		_ = f.Get(ctx, nil)
-	}
-	l.records = nil
-	l.flushWebhooks(ctx)
+	l.record(ctx, t)
+	l.webhook(ctx, t)
 }
 
 func (l *link) upsertSearchAttributes(ctx workflow.Context) {
@@ -650,56 +513,49 @@ func (l *link) upsertSearchAttributes(ctx workflow.Context) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, updates...)
 }
 
-// activityCtx is the context for provider-calling activities. They retry
-// transient failures themselves a few times; longer outages are the
+// activityOptions are those of the provider-calling activities. They
+// retry transient failures themselves a few times; longer outages are the
 // workflow's business (degraded, backoff), so that a refresh request never
 // waits minutes for an answer.
-func (l *link) activityCtx(ctx workflow.Context) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+func activityOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		// The activities heartbeat every 2 s while they work, so a worker
 		// killed mid-refresh is noticed within 10 s, and a slow provider is
 		// never mistaken for a dead worker (which would start a second
 		// attempt spending the same refresh token).
-		HeartbeatTimeout: 10 * time.Second,
+		HeartbeatTimeout: HeartbeatTimeout,
+		// A cancelled activity is waited for, not abandoned: one that
+		// already holds a rotated token finishes its Vault write first.
+		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        30 * time.Second,
 			MaximumAttempts:        4,
-			NonRetryableErrorTypes: []string{ErrTypeInvalidGrant, ErrTypePermanent, ErrTypeDenied, ErrTypeExpired, ErrTypeConfig},
+			NonRetryableErrorTypes: nonRetryable,
 		},
-	})
+	}
 }
 
-// drain applies signals that arrived but were not yet received, so that
-// continue-as-new loses none of them.
-func (l *link) drain(ctx workflow.Context, revokeCh, authorizedCh, reauthCh, deniedCh workflow.ReceiveChannel) {
-	// A refusal after the link is enrolled changes nothing.
-	for deniedCh.ReceiveAsync(nil) {
-	}
-	for {
-		var req RevokeRequest
-		if !revokeCh.ReceiveAsync(&req) {
-			break
-		}
-		l.requestRevoke(req)
-	}
-	for authorizedCh.ReceiveAsync(nil) {
-		l.grantReady = true
-	}
-	for {
-		var req ReauthorizeRequest
-		if !reauthCh.ReceiveAsync(&req) {
-			break
-		}
-		if req.GrantType != "" {
-			l.p.GrantType = req.GrantType
-		}
-		l.grantReady = true
-	}
-	for l.wake.ReceiveAsync(nil) {
-	}
+// HeartbeatTimeout is how long Temporal waits for a provider activity's
+// heartbeat before it starts another attempt elsewhere.
+const HeartbeatTimeout = 10 * time.Second
+
+var nonRetryable = []string{ErrTypeInvalidGrant, ErrTypePermanent, ErrTypeDenied, ErrTypeExpired, ErrTypeConfig}
+
+func (l *link) activityCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, activityOptions())
+}
+
+// untilDone are the options of an activity that must succeed eventually
+// (suspend, the revoke wipe): attempts without limit, backing off to a
+// minute; only permanent errors end it.
+func untilDone(workflow.Context) workflow.ActivityOptions {
+	o := activityOptions()
+	o.RetryPolicy.MaximumAttempts = 0
+	o.RetryPolicy.MaximumInterval = time.Minute
+	return o
 }
 
 // errorMessage is the text kept as last_error: the innermost application
@@ -712,6 +568,10 @@ func errorMessage(err error) string {
 	var timeoutErr *temporal.TimeoutError
 	if errors.As(err, &timeoutErr) {
 		return "timed out: " + timeoutErr.TimeoutType().String()
+	}
+	var canceledErr *temporal.CanceledError
+	if errors.As(err, &canceledErr) {
+		return "cancelled"
 	}
 	return err.Error()
 }

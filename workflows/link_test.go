@@ -37,10 +37,24 @@ type fakeProvider struct {
 	enrollErrs  []error
 	devicePolls int
 	pendingPoll int // how many polls answer "pending"
+	slowDownAt  map[int]bool
+	pollTimes   []time.Time
 	records     []Transition
 	suspends    int
 	// duringRefresh runs inside the refresh activity.
 	duringRefresh func()
+	// down says an activity fails transiently (its dependency is
+	// unreachable) at the test clock's now.
+	down func(activity string, now time.Time) bool
+	// wiped counts revokes that got through.
+	wiped int
+}
+
+// transient is the error of an unreachable provider, Vault or database.
+var transient = temporal.NewApplicationError("unreachable (HTTP 503)", "Transient")
+
+func (f *fakeProvider) isDown(name string) bool {
+	return f.down != nil && f.down(name, f.env.Now())
 }
 
 func (f *fakeProvider) token() TokenInfo {
@@ -62,6 +76,9 @@ func (f *fakeProvider) token() TokenInfo {
 func (f *fakeProvider) Enroll(ctx context.Context, ref LinkRef) (TokenInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.isDown(ActivityEnroll) {
+		return TokenInfo{}, transient
+	}
 	f.enrolls++
 	if len(f.enrollErrs) > 0 {
 		err := f.enrollErrs[0]
@@ -75,8 +92,9 @@ func (f *fakeProvider) PollDevice(ctx context.Context, ref LinkRef) (DevicePoll,
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.devicePolls++
+	f.pollTimes = append(f.pollTimes, f.env.Now())
 	if f.devicePolls <= f.pendingPoll {
-		return DevicePoll{Pending: true, Interval: 5 * time.Second}, nil
+		return DevicePoll{Pending: true, Interval: 5 * time.Second, SlowDown: f.slowDownAt[f.devicePolls]}, nil
 	}
 	t := f.token()
 	return DevicePoll{Token: &t}, nil
@@ -101,12 +119,19 @@ func (f *fakeProvider) Revoke(ctx context.Context, ref LinkRef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.revokes++
+	if f.isDown(ActivityRevoke) {
+		return transient
+	}
+	f.wiped++
 	return nil
 }
 
 func (f *fakeProvider) Suspend(ctx context.Context, ref LinkRef) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.isDown(ActivitySuspend) {
+		return transient
+	}
 	f.suspends++
 	return nil
 }
@@ -114,6 +139,9 @@ func (f *fakeProvider) Suspend(ctx context.Context, ref LinkRef) error {
 func (f *fakeProvider) RecordTransition(ctx context.Context, t Transition) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.isDown(ActivityRecord) {
+		return transient
+	}
 	f.records = append(f.records, t)
 	return nil
 }

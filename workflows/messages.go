@@ -94,6 +94,11 @@ type LinkParams struct {
 	// zero means DefaultMaxCyclesPerRun.
 	MaxCyclesPerRun int    `json:"max_cycles_per_run,omitempty"`
 	State           *State `json:"state,omitempty"`
+	// Unrecorded and Unhooked carry, across continue-as-new, transitions
+	// whose audit record or webhook subscription check the previous run
+	// could not complete (PostgreSQL down): see records.go.
+	Unrecorded []Transition `json:"unrecorded,omitempty"`
+	Unhooked   []Transition `json:"unhooked,omitempty"`
 }
 
 // State is the link as the workflow knows it: what the state query returns
@@ -202,7 +207,10 @@ type TokenInfo struct {
 type DevicePoll struct {
 	Pending  bool          `json:"pending"`
 	Interval time.Duration `json:"interval,omitempty"`
-	Token    *TokenInfo    `json:"token,omitempty"`
+	// SlowDown: the provider answered slow_down; the workflow adds 5 s to
+	// the interval of this and every later poll (RFC 8628 section 3.5).
+	SlowDown bool       `json:"slow_down,omitempty"`
+	Token    *TokenInfo `json:"token,omitempty"`
 }
 
 // Transition is one recorded change of a link, written to the audit trail

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -95,7 +96,7 @@ func webhookWorkflowID(eventID string) string { return "webhook/" + eventID }
 // own activities would lose events. An abandoned child outlives its
 // parent, retries on its own schedule, shows in the Temporal UI, and its
 // ID (the event ID) makes duplicates impossible. The link only waits for
-// the child to have started (flushWebhooks), never for the delivery.
+// the child to have started, never for the delivery.
 //
 // Only tenants with a webhook that wants the event get a child: the
 // WebhookSubscribed activity asks first, so links of tenants without a
@@ -105,7 +106,7 @@ func webhookWorkflowID(eventID string) string { return "webhook/" + eventID }
 //
 // Guarded by a version marker: histories recorded before webhooks existed
 // replay without these commands.
-func (l *link) webhook(ctx, actx workflow.Context, t Transition) {
+func (l *link) webhook(ctx workflow.Context, t Transition) {
 	typ := WebhookEventType(t.Type)
 	if typ == WebhookLinkRefreshFailed && t.State.Failures != 1 {
 		// A degraded link retries with backoff and fails again and again;
@@ -125,31 +126,34 @@ func (l *link) webhook(ctx, actx workflow.Context, t Transition) {
 		Data: WebhookData{LinkID: t.LinkID, TenantID: t.TenantID, Provider: t.Provider,
 			Status: t.To, LastError: t.State.LastError},
 	}
-	check := workflow.ExecuteActivity(actx, ActivityWebhookSubscribed, WebhookCheck{TenantID: t.TenantID, Type: typ})
-	l.hooks++
+	check := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, recordOptions), ActivityWebhookSubscribed,
+		WebhookCheck{TenantID: t.TenantID, Type: typ})
+	// Until the check answers, the event is carried across a run boundary
+	// (see records.go); once the child is being started, the boundary
+	// waits for it, which takes Temporal alone.
+	l.unchecked = append(l.unchecked, t)
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		defer func() { l.hooks-- }()
 		var subscribed bool
-		if err := check.Get(ctx, &subscribed); err != nil || !subscribed {
+		if err := check.Get(ctx, &subscribed); err != nil {
 			return
 		}
+		l.unchecked = slices.DeleteFunc(l.unchecked, func(u Transition) bool { return u.Seq == t.Seq })
+		if !subscribed {
+			return
+		}
+		l.hooks++
+		defer func() { l.hooks-- }()
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:               webhookWorkflowID(ev.ID),
 			ParentClosePolicy:        enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 			WorkflowExecutionTimeout: WebhookDeliveryWindow + time.Hour,
 		})
-		// Already started (a reset replaying this transition): the
-		// existing delivery stands; nothing else can fail here.
+		// Already started (a reset replaying this transition, or a check
+		// carried across a run boundary after its first answer was lost):
+		// the existing delivery stands; nothing else can fail here.
 		_ = workflow.ExecuteChildWorkflow(cctx, WorkflowWebhook, ev).GetChildWorkflowExecution().Get(ctx, nil)
 	})
-}
-
-// flushWebhooks waits until every webhook event of this run has its
-// delivery workflow started; a child that has not started when its parent
-// closes never will.
-func (l *link) flushWebhooks(ctx workflow.Context) {
-	_ = workflow.Await(ctx, func() bool { return l.hooks == 0 })
 }
 
 // WebhookDelivery is the child workflow that delivers one webhook event:

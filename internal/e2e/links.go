@@ -34,6 +34,9 @@ type Linker struct {
 	// Label, if set, names each new link's recorded history after its
 	// grant type (see Stack.Label).
 	Label func(linkID, label string)
+	// MaxCyclesPerRun, if set, is the links' continue-as-new period, for
+	// tests that must cross run boundaries quickly.
+	MaxCyclesPerRun int
 }
 
 // Linker is a Linker on the stack that remembers secrets and labels links.
@@ -73,7 +76,8 @@ func (l Linker) CreateLink(ctx context.Context, provider, grantType string, g pr
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.TenantKey.ValueSet(Tenant), workflows.ProviderKey.ValueSet(provider),
 			workflows.LinkIDKey.ValueSet(id), workflows.StatusKey.ValueSet("pending")),
-	}, "Link", workflows.LinkParams{TenantID: Tenant, LinkID: id, Provider: provider, GrantType: grantType, Scopes: g.Scopes})
+	}, "Link", workflows.LinkParams{TenantID: Tenant, LinkID: id, Provider: provider, GrantType: grantType, Scopes: g.Scopes,
+		MaxCyclesPerRun: l.MaxCyclesPerRun})
 	if err != nil {
 		l.T.Fatalf("start workflow: %v", err)
 	}

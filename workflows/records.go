@@ -1,0 +1,80 @@
+package workflows
+
+import (
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The audit trail is written in the background: a PostgreSQL outage must
+// delay the audit trail, never a refresh, and never a run boundary.
+//
+// Every transition is recorded by its own RecordTransition activity, which
+// retries without limit (its event ID makes every retry idempotent). A
+// transition stays in l.unrecorded until its activity succeeded. At a
+// continue-as-new boundary the run does not wait for the database: the
+// transitions not yet written travel to the next run in
+// LinkParams.Unrecorded, which records them again first thing. The same
+// holds for webhook events whose subscription check (a PostgreSQL read) has
+// not answered yet. A duplicate write of a carried event is a no-op, and
+// the sequence number keeps a late write from rolling the link row back.
+//
+// While the database is down, then, each run's input grows by the
+// transitions of that outage (a few hundred bytes each, about two per
+// refresh): an outage of a day at one refresh every four minutes carries
+// some 700 events, well inside Temporal's payload limits.
+
+// recordOptions: unlimited attempts, backing off to a minute.
+var recordOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    time.Minute,
+	},
+}
+
+// record writes t to the audit trail in the background.
+func (l *link) record(ctx workflow.Context, t Transition) {
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, recordOptions), ActivityRecord, t)
+	l.unrecorded = append(l.unrecorded, t)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if f.Get(ctx, nil) == nil {
+			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool { return u.Seq == t.Seq })
+		}
+	})
+}
+
+// resumeCarried records what the previous run could not, and hands its
+// webhook events on, before this run does anything else.
+func (l *link) resumeCarried(ctx workflow.Context) {
+	unrecorded, unhooked := l.p.Unrecorded, l.p.Unhooked
+	l.p.Unrecorded, l.p.Unhooked = nil, nil
+	for _, t := range unrecorded {
+		l.record(ctx, t)
+	}
+	for _, t := range unhooked {
+		l.webhook(ctx, t)
+	}
+}
+
+// carry puts what this run has not finished into the next run's input.
+func (l *link) carry(p *LinkParams) {
+	p.Unrecorded = slices.Clone(l.unrecorded)
+	p.Unhooked = slices.Clone(l.unchecked)
+}
+
+// recordsDone reports whether every audit record of this run is written
+// and every webhook event handed to its delivery workflow.
+func (l *link) recordsDone() bool {
+	return len(l.unrecorded) == 0 && len(l.unchecked) == 0 && l.hooks == 0
+}
+
+// flushRecords waits until every audit record of this run is written and
+// every webhook event is handed to its delivery workflow: for a run that
+// ends the link, whose history has no next run to carry them to.
+func (l *link) flushRecords(ctx workflow.Context) {
+	_ = workflow.Await(ctx, l.recordsDone)
+}
