@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokenwarden/tokenwarden/providers/schedule"
 )
 
 // Entry is one provider of the catalog, decoded and defaulted. It holds
@@ -328,7 +330,7 @@ func loadEntry(n *yaml.Node, i int, kinds map[string]Kind) (ce catalogEntry, lab
 		problems = append(problems, unknownKeys(cs, "client_secret.", reflect.TypeOf(SecretRef{}))...)
 	}
 	if s := mappingNode(n, "schedule"); s != nil {
-		problems = append(problems, unknownKeys(s, "schedule.", reflect.TypeOf(scheduleYAML{}))...)
+		problems = append(problems, unknownKeys(s, "schedule.", reflect.TypeOf(schedule.YAML{}))...)
 	}
 	if err := n.Decode(&raw); err != nil {
 		problems = append(problems, yamlProblem(err))

@@ -3,7 +3,7 @@ package workflows
 import (
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/providers/schedule"
 )
 
 // Message names of the link workflow. Callers (the gateway, the CLI) use
@@ -110,14 +110,14 @@ type State struct {
 	ObtainedAt    time.Time `json:"obtained_at,omitzero"`
 	// ExpirySource says where ExpiresAt came from: "expires_in", "jwt",
 	// "introspection" or "default".
-	ExpirySource  string             `json:"expiry_source,omitempty"`
-	NextRefreshAt time.Time          `json:"next_refresh_at,omitzero"`
-	VaultVersion  int                `json:"vault_version,omitempty"`
-	Scopes        []string           `json:"scopes,omitempty"`
-	TokenType     string             `json:"token_type,omitempty"`
-	Metadata      map[string]string  `json:"metadata,omitempty"`
-	Schedule      providers.Schedule `json:"schedule"`
-	LastError     string             `json:"last_error,omitempty"`
+	ExpirySource  string            `json:"expiry_source,omitempty"`
+	NextRefreshAt time.Time         `json:"next_refresh_at,omitzero"`
+	VaultVersion  int               `json:"vault_version,omitempty"`
+	Scopes        []string          `json:"scopes,omitempty"`
+	TokenType     string            `json:"token_type,omitempty"`
+	Metadata      map[string]string `json:"metadata,omitempty"`
+	Schedule      schedule.Schedule `json:"schedule"`
+	LastError     string            `json:"last_error,omitempty"`
 	// Refreshes counts successful refreshes over the link's life;
 	// Failures counts consecutive failed attempts.
 	Refreshes int `json:"refreshes"`
@@ -187,16 +187,16 @@ type RefreshInput struct {
 // TokenInfo is what Enroll, PollDevice and Refresh return: metadata about
 // the token they stored in Vault, never the token.
 type TokenInfo struct {
-	VaultVersion  int                `json:"vault_version"`
-	ObtainedAt    time.Time          `json:"obtained_at"`
-	ExpiresAt     time.Time          `json:"expires_at"`
-	ExpirySource  string             `json:"expiry_source"`
-	RefreshExpiry time.Time          `json:"refresh_expires_at,omitzero"`
-	Scopes        []string           `json:"scopes,omitempty"`
-	TokenType     string             `json:"token_type,omitempty"`
-	Metadata      map[string]string  `json:"metadata,omitempty"`
-	Schedule      providers.Schedule `json:"schedule"`
-	Rotated       bool               `json:"rotated,omitempty"`
+	VaultVersion  int               `json:"vault_version"`
+	ObtainedAt    time.Time         `json:"obtained_at"`
+	ExpiresAt     time.Time         `json:"expires_at"`
+	ExpirySource  string            `json:"expiry_source"`
+	RefreshExpiry time.Time         `json:"refresh_expires_at,omitzero"`
+	Scopes        []string          `json:"scopes,omitempty"`
+	TokenType     string            `json:"token_type,omitempty"`
+	Metadata      map[string]string `json:"metadata,omitempty"`
+	Schedule      schedule.Schedule `json:"schedule"`
+	Rotated       bool              `json:"rotated,omitempty"`
 	// Reenrolled: the refresh token was dead and the activity enrolled
 	// again from stored credentials (password or client credentials).
 	Reenrolled bool `json:"reenrolled,omitempty"`

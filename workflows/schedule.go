@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/providers/schedule"
 )
 
 // Defaults for a provider whose catalog entry sets no schedule.
@@ -22,7 +22,7 @@ const (
 	maxBackoff = 5 * time.Minute
 )
 
-func withDefaults(s providers.Schedule) providers.Schedule {
+func withDefaults(s schedule.Schedule) schedule.Schedule {
 	if s.MinMargin <= 0 {
 		s.MinMargin = DefaultMinMargin
 	}
@@ -52,7 +52,7 @@ func withDefaults(s providers.Schedule) providers.Schedule {
 //
 // An idle link must not let its refresh token lapse either: when the
 // refresh token expires first, the refresh moves before that.
-func NextRefresh(s providers.Schedule, now, obtained, expires, refreshExpires time.Time, seed string) time.Time {
+func NextRefresh(s schedule.Schedule, now, obtained, expires, refreshExpires time.Time, seed string) time.Time {
 	s = withDefaults(s)
 	at := expires.Add(-margin(expires.Sub(obtained), s.MinMargin, s.Fraction, s.Jitter, seed))
 	if !refreshExpires.IsZero() {

@@ -1,4 +1,8 @@
-package providers
+// Package schedule holds the refresh schedule of a provider: a plain value
+// that the catalog reads from YAML and that travels into link workflows.
+// It imports nothing that does I/O, so that the deterministic workflow
+// package can use it without pulling in HTTP clients.
+package schedule
 
 import (
 	"errors"
@@ -30,9 +34,9 @@ type Schedule struct {
 	RefreshTokenMargin time.Duration `json:"refresh_token_margin"`
 }
 
-// DefaultSchedule is what an entry without a schedule gets; an entry that
-// sets only some fields gets these for the rest.
-func DefaultSchedule() Schedule {
+// Default is what an entry without a schedule gets; an entry that sets
+// only some fields gets these for the rest.
+func Default() Schedule {
 	return Schedule{
 		MinMargin:          60 * time.Second,
 		Fraction:           0.2,
@@ -66,10 +70,10 @@ func (s Schedule) Validate() error {
 	return errors.Join(errs...)
 }
 
-// scheduleYAML is the catalog form of a Schedule: durations as strings.
-// Pointers tell a field that was left out (keep the default) from one set
-// to zero (validate it).
-type scheduleYAML struct {
+// YAML is the catalog form of a Schedule: durations as strings. Pointers
+// tell a field that was left out (keep the default) from one set to zero
+// (validate it). Its fields are the keys a catalog may use.
+type YAML struct {
 	MinMargin          *Duration `yaml:"min_margin"`
 	Fraction           *float64  `yaml:"fraction"`
 	Jitter             *float64  `yaml:"jitter"`
@@ -78,12 +82,12 @@ type scheduleYAML struct {
 }
 
 // UnmarshalYAML overlays the fields present in the catalog on s, so
-// decode into a DefaultSchedule to get defaults for the others.
+// decode into a Default() to get defaults for the others.
 func (s *Schedule) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: schedule must be a mapping", n.Line)
 	}
-	var y scheduleYAML
+	var y YAML
 	if err := n.Decode(&y); err != nil {
 		return err
 	}
