@@ -170,14 +170,19 @@ func auditGaps(evs []event, id string) (int, string) {
 }
 
 // TestPostgresDown stops PostgreSQL while links refresh, then starts it
-// again. Refreshes go on meanwhile (fresh tokens keep reaching Vault and
-// the gateway), and afterwards every link's audit trail is complete:
-// sequence numbers 1..N with no gap and no duplicate, N the workflow's.
+// again. Refreshes go on meanwhile on schedule (fresh tokens keep reaching
+// Vault and the gateway), every link crosses at least two continue-as-new
+// boundaries during the outage (its run boundary never waits for the
+// database), and afterwards every link's audit trail is complete: sequence
+// numbers 1..N with no gap and no duplicate, N the workflow's.
 func TestPostgresDown(t *testing.T) {
 	t.Parallel()
-	outage := pick(10*time.Second, 30*time.Second)
+	outage := pick(25*time.Second, 150*time.Second)
 	n := pick(3, 10)
 	r := newPrivateRig(t)
+	// 5-second tokens refresh about every 4 s: a run of two cycles
+	// continues as new about every 8 s.
+	r.maxCycles = 2
 	rec := &row{Fault: fmt.Sprintf("3 Postgres down %s", outage), Links: n}
 	record(t, rec)
 	r.startWorker(nil)
@@ -203,12 +208,13 @@ func TestPostgresDown(t *testing.T) {
 		}
 		versions[id] = tok.Version
 	}
-	// Refreshes go on while the database is down: two more each, with the
-	// new tokens in Vault, before the outage ends.
+	// Refreshes go on while the database is down, across two run
+	// boundaries at least, with the new tokens in Vault, before the
+	// outage ends.
 	for _, id := range ids {
-		want := atStop[id].Refreshes + 2
-		r.waitFor(ctx, id, "refreshing while Postgres is down", time.Until(down.Add(outage)), func(st workflows.State) bool {
-			return st.Refreshes >= want
+		want, runs := atStop[id].Refreshes+2, atStop[id].Runs+2
+		r.waitFor(ctx, id, "refreshing across two run boundaries while Postgres is down", time.Until(down.Add(outage)), func(st workflows.State) bool {
+			return st.Refreshes >= want && st.Runs >= runs
 		})
 		tok, err := r.Secrets.ReadToken(ctx, tenant, id)
 		if err != nil {
@@ -226,6 +232,14 @@ func TestPostgresDown(t *testing.T) {
 		refreshedDuring -= st.Refreshes
 	}
 	time.Sleep(time.Until(down.Add(outage))) // the rest of the outage
+	// On schedule: one refresh per 5-second token, less one for the
+	// cycle under way at either end of the outage.
+	onSchedule := int(outage/(5*time.Second)) - 2
+	for id, st := range r.states(ctx, ids) {
+		if got := st.Refreshes - atStop[id].Refreshes; got < onSchedule {
+			t.Errorf("link %s: %d refreshes during a %s outage, want at least %d", id, got, outage, onSchedule)
+		}
+	}
 	sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
 	if err := r.stack.StartPostgres(sctx); err != nil {
 		scancel()

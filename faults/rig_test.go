@@ -51,6 +51,8 @@ var gatewayConfig = gateway.Config{TokenMargin: 500 * time.Millisecond}
 // internal/e2e) or on a private stack the test may break.
 type rig struct {
 	t        *testing.T
+	// maxCycles, if set, is the links' continue-as-new period.
+	maxCycles int
 	Temporal client.Client
 	Secrets  *secrets.Store
 	Store    *store.Store
@@ -244,7 +246,8 @@ func randomString() string {
 
 // linker creates links on the rig's stack, shared or private.
 func (r *rig) linker() e2e.Linker {
-	return e2e.Linker{T: r.t, Store: r.Store, Secrets: r.Secrets, Temporal: r.Temporal, Registry: r.Registry, Remember: r.remember}
+	return e2e.Linker{T: r.t, Store: r.Store, Secrets: r.Secrets, Temporal: r.Temporal, Registry: r.Registry, Remember: r.remember,
+		MaxCyclesPerRun: r.maxCycles}
 }
 
 // createLink does what the gateway does: a links row, the grant material
