@@ -50,14 +50,14 @@ var gatewayConfig = gateway.Config{TokenMargin: 500 * time.Millisecond}
 // rig is one test's Tokenwarden: on the shared test stack (through
 // internal/e2e) or on a private stack the test may break.
 type rig struct {
-	t        *testing.T
+	t *testing.T
 	// maxCycles, if set, is the links' continue-as-new period.
 	maxCycles int
-	Temporal client.Client
-	Secrets  *secrets.Store
-	Store    *store.Store
-	Pool     *pgxpool.Pool
-	Registry *providers.Registry
+	Temporal  client.Client
+	Secrets   *secrets.Store
+	Store     *store.Store
+	Pool      *pgxpool.Pool
+	Registry  *providers.Registry
 	// CatalogPath is the catalog on disk; Gateway the in-process gateway.
 	CatalogPath string
 	Gateway     string
