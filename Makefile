@@ -13,11 +13,11 @@ dev: tools oidc-peer-deps
 	  $(GO) build -o bin/tokenwarden ./cmd/tokenwarden && \
 	  TOKENWARDEN_BIN=$$bin exec bin/tokenwarden dev
 
-## test: vet, gofmt check and all tests against a throwaway stack in .test-stack
+## test: vet, gofmt, staticcheck, the file-size check and all tests against a throwaway stack in .test-stack
 test: tools oidc-peer-deps
 	@deployments/dev/test.sh
 
-## tools: build (first run only) the Temporal CLI and Vault
+## tools: build (first run only) the Temporal CLI, Vault and staticcheck
 tools:
 	@deployments/dev/tools.sh >/dev/null
 

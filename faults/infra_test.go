@@ -251,7 +251,6 @@ func TestPostgresDown(t *testing.T) {
 
 	// The audit trail catches up: every transition up to the ones made
 	// after the restart is recorded, exactly once.
-	var trail []string
 	totalEvents := 0
 	gaps := 0
 	for _, id := range ids {
@@ -277,7 +276,6 @@ func TestPostgresDown(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		totalEvents += got
-		trail = append(trail, strconv.Itoa(got))
 	}
 	caughtUp := time.Since(up)
 	stopReaders()

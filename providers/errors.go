@@ -91,11 +91,3 @@ func ClassOf(err error) Class {
 // ErrUnsupported is returned for an operation a provider does not offer.
 var ErrUnsupported = errors.New("not supported by this provider")
 
-// capDescription keeps an error_description short enough for a log line.
-func capDescription(s string) string {
-	const max = 200
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}

@@ -405,7 +405,7 @@ func readPassword(r io.Reader) (string, error) {
 	}
 	pw := strings.TrimRight(line, "\r\n")
 	if pw == "" {
-		return "", errors.New("--password-stdin: standard input is empty; pipe the password in, e.g. printf %s \"$PW\" | tokenwarden links create ...")
+		return "", errors.New("--password-stdin: standard input is empty; pipe the password in, e.g. printf %s \"$PW\" | tokenwarden links create --password-stdin")
 	}
 	return pw, nil
 }

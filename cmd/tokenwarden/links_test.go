@@ -118,7 +118,7 @@ func TestLinksMissingAPIKey(t *testing.T) {
 	assert.Zero(t, g.count(), "nothing is sent without a key")
 
 	// --api-key works in its place.
-	g = newFakeGateway(t, map[string]http.HandlerFunc{"GET /v1/links/lnk_1": answer(200, linkJSON)})
+	newFakeGateway(t, map[string]http.HandlerFunc{"GET /v1/links/lnk_1": answer(200, linkJSON)})
 	t.Setenv("TOKENWARDEN_API_KEY", "")
 	_, _, err := runCLI(t, "get", "lnk_1", "--api-key", cliTestKey)
 	require.NoError(t, err)

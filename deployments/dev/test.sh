@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make test`: starts a throwaway stack (Temporal, Vault, Postgres) in
-# .test-stack on the test ports, runs vet, a gofmt check and every Go test
-# against it, and always stops the stack. Exits non-zero if any step failed.
+# .test-stack on the test ports, runs vet, a gofmt check, staticcheck, the
+# tracked-file size check and every Go test against it, and always stops
+# the stack. Exits non-zero if any step failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -61,6 +62,20 @@ if [[ -n $unformatted ]]; then
   echo "$unformatted" >&2
   status=1
 fi
+
+say "staticcheck ./..."
+"$bin/staticcheck" ./... || status=1
+
+say "tracked files under 5 MiB"
+# The check must be able to fail: first on a planted 6 MB file.
+planted=$(mktemp -d)
+(cd "$planted" && git init -q && head -c 6000000 /dev/zero >big.bin && git add big.bin)
+if deployments/dev/check-sizes.sh "$planted" 2>/dev/null; then
+  say "check-sizes.sh did not catch a planted 6 MB file"
+  status=1
+fi
+rm -rf "$planted"
+deployments/dev/check-sizes.sh . || status=1
 
 say "go test ./... (full output in $stack_dir/go-test.log)"
 set +e

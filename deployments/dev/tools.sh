@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the tool binaries the dev stack and tests run:
-# the Temporal CLI dev server and HashiCorp Vault, both from the Go module
+# the Temporal CLI dev server, HashiCorp Vault and staticcheck, all from the Go module
 # proxy, keyed by version so a bump rebuilds and a re-run starts in seconds.
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 
 TEMPORAL_CLI_VERSION=${TEMPORAL_CLI_VERSION:-v1.5.1}
+STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
 VAULT_VERSION=${VAULT_VERSION:-v1.21.0}
 CACHE=${TOKENWARDEN_CACHE:-$HOME/.cache/tokenwarden}
 BIN="$CACHE/bin"
@@ -74,6 +75,17 @@ GO
   mv "$vault_bin.tmp" "$vault_bin"
 fi
 
+staticcheck_bin="$BIN/staticcheck-$STATICCHECK_VERSION"
+if [[ ! -x $staticcheck_bin ]]; then
+  say "building staticcheck $STATICCHECK_VERSION from the Go module proxy (first run only, under a minute)"
+  tmp=$(mktemp -d)
+  build_with_progress "staticcheck $STATICCHECK_VERSION" "$CACHE/staticcheck-build.log" \
+    env GOBIN="$tmp" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+  mv "$tmp/staticcheck" "$staticcheck_bin"
+  rm -rf "$tmp"
+fi
+
+ln -sf "$staticcheck_bin" "$BIN/staticcheck"
 ln -sf "$temporal_bin" "$BIN/temporal"
 ln -sf "$vault_bin" "$BIN/vault"
 echo "$BIN"

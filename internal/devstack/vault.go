@@ -171,7 +171,7 @@ func (s *Stack) vaultInitAndUnseal(ctx context.Context, c *vaultapi.Client) (vau
 			return keys, err
 		}
 	case readErr != nil:
-		return keys, fmt.Errorf("Vault is initialised but its unseal key cannot be read (%v): remove %s to start afresh", readErr, s.dir)
+		return keys, fmt.Errorf("the unseal key of the initialised Vault cannot be read (%v): remove %s to start afresh", readErr, s.dir)
 	default:
 		if err := json.Unmarshal(saved, &keys); err != nil || keys.UnsealKey == "" || keys.RootToken == "" {
 			return keys, fmt.Errorf("%s is damaged: remove %s to start afresh", initPath, s.dir)

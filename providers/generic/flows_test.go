@@ -420,7 +420,7 @@ func TestRevoke(t *testing.T) {
 	// A failure is classified and keeps the token out of the text.
 	up3 := newUpstream(t, func(w http.ResponseWriter, r *http.Request, f url.Values) {
 		w.Header().Set("Retry-After", "3")
-		http.Error(w, "unavailable; token was "+f.Get("token"), 503)
+		http.Error(w, "unavailable; token was "+f.Get("token"), http.StatusServiceUnavailable)
 	})
 	e.Endpoint.RevocationURL = up3.URL + "/revoke"
 	err := newProvider(t, e).Revoke(context.Background(), &providers.Token{AccessToken: accessTok, RefreshToken: refreshTok})
