@@ -26,6 +26,7 @@ import (
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -88,6 +89,10 @@ type Stack struct {
 	Client     *tokenwarden.Client
 	Logs       *SyncBuffer
 	Logger     *slog.Logger
+
+	// Codec, when set, is the payload codec the stack's clients use; the
+	// leak scan decodes payloads through it.
+	Codec converter.PayloadCodec
 
 	mu     sync.Mutex
 	seen   map[string]bool
@@ -283,8 +288,11 @@ func (s *Stack) ScanForSecrets(ctx context.Context) {
 				s.T.Fatalf("e2e: history of %s: %v", id, err)
 			}
 			hist.Events = append(hist.Events, ev)
-			b, _ := protojson.Marshal(ev)
-			sb.Write(b)
+			h, err := haystack(ev, s.Codec)
+			if err != nil {
+				s.T.Fatalf("e2e: leak scan of %s: %v", id, err)
+			}
+			sb.WriteString(h)
 		}
 		haystacks = append(haystacks, sb.String())
 		where = append(where, "history of "+id+" run "+run)
