@@ -44,12 +44,11 @@ fmt:
 	@find . -name '*.go' -not -path '*/node_modules/*' -not -path './.dev/*' -not -path './.test-stack/*' -print0 | xargs -0 gofmt -l -w
 
 .PHONY: faults
-## faults: the full fault suite (faults/, TOKENWARDEN_FAULTS=full) on a throwaway stack; prints the results table
+## faults: the full fault suite (faults/, TOKENWARDEN_FAULTS=full) on a throwaway stack; writes docs/results/faults.md
 faults: tools oidc-peer-deps
 	@faults/run.sh
 
 .PHONY: bench
-## bench: the hot-path benchmarks (bench/) on the real stack: token read, forced refresh
+## bench: the hot-path benchmarks (bench/) on the real stack; writes docs/results/bench.md
 bench: tools oidc-peer-deps
-	@deployments/dev/with-stack.sh $${TMPDIR:-/tmp}/tokenwarden-bench \
-	  go test -run '^$$' -bench . -benchtime 3s ./bench/
+	@bench/run.sh

@@ -24,5 +24,10 @@ grep -q -- "--- PASS: TestWorkerKilledMidRefresh" "$dir/kill-test.log" || status
 if [[ -f $TOKENWARDEN_FAULTS_TABLE ]]; then
   echo
   cat "$TOKENWARDEN_FAULTS_TABLE"
+  if [[ $TOKENWARDEN_FAULTS == full && -z ${FAULTS_RUN:-} ]]; then
+    # Only a whole full run stands for the suite in the README.
+    go run ./internal/results/cmd/results -title "Fault suite" -command "make faults" \
+      -out docs/results/faults.md "$TOKENWARDEN_FAULTS_TABLE"
+  fi
 fi
 exit "$status"
