@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -57,7 +58,7 @@ func Classify(op string, err error) error {
 		}
 		return ResponseError(op, status, header, re.ErrorCode, re.ErrorDescription)
 	}
-	e := &Error{Class: Transient, Op: op}
+	e := &Error{Class: Transient, Op: op, Unanswered: maybeDelivered(err)}
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		// The URL may carry a query we did not write; the cause suffices.
@@ -163,6 +164,31 @@ func IsTimeout(err error) bool {
 	}
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// maybeDelivered reports whether a failed call may have reached the
+// provider: anything but a failure to connect (refused, no route, name
+// not found, TLS handshake), which happens before a byte of the request
+// is sent. A reset, an EOF or a timeout awaiting the reply may come after
+// the provider acted.
+func maybeDelivered(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) {
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	var de *net.DNSError
+	if errors.As(err, &de) {
+		return false
+	}
+	var he tls.RecordHeaderError
+	if errors.As(err, &he) {
+		return false
+	}
+	var ce *tls.CertificateVerificationError
+	return !errors.As(err, &ce)
 }
 
 // IsConnectionError reports whether err is a refused or reset connection.

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"syscall"
@@ -114,5 +116,45 @@ func TestParseRetryAfter(t *testing.T) {
 		got, ok := ParseRetryAfter(tt.in, now)
 		assert.Equal(t, tt.ok, ok, tt.in)
 		assert.Equal(t, tt.want, got, tt.in)
+	}
+}
+
+// TestUnanswered tells a request that never left (refused connection)
+// from one the provider may have acted on without its reply arriving
+// (connection cut after the request, reply later than the timeout).
+func TestUnanswered(t *testing.T) {
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			_ = conn.Close()
+		}
+	}))
+	defer cut.Close()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := gone.URL
+	gone.Close()
+
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	for _, c := range []struct {
+		name, url  string
+		unanswered bool
+	}{
+		{"connection refused", goneURL, false},
+		{"connection cut after the request", cut.URL, true},
+		{"reply later than the timeout", slow.URL, true},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader("grant_type=refresh_token"))
+		_, _, err := Send(client, "refresh", req)
+		require.Error(t, err, c.name)
+		assert.Equal(t, c.unanswered, IsUnanswered(err), "%s: %v", c.name, err)
+		assert.Equal(t, Transient, ClassOf(err), c.name)
 	}
 }

@@ -54,6 +54,11 @@ type Error struct {
 	Description string
 	// RetryAfter is the provider's Retry-After, for RateLimited.
 	RetryAfter time.Duration
+	// Unanswered: the request may have reached the provider, but no
+	// reply came back (the connection broke or timed out after the
+	// request was sent). A refresh may then have rotated the refresh
+	// token at the provider with the new one lost on the way.
+	Unanswered bool
 	// Err is the underlying error (network, decoding). It must not carry a
 	// body; wrap only errors whose text is known to be free of secrets.
 	Err error
@@ -77,6 +82,13 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// IsUnanswered reports whether err is a call that may have reached the
+// provider without its reply reaching us (see Error.Unanswered).
+func IsUnanswered(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Unanswered
+}
 
 // ClassOf returns the class of err, Transient for errors that are not an
 // *Error: an unknown failure is worth a retry, never a dead link.

@@ -25,6 +25,9 @@ type Stats struct {
 	TokenErrorsByGrantType map[string]int `json:"token_errors_by_grant_type"`
 	// FaultsInjected counts requests answered by an injected fault.
 	FaultsInjected int `json:"faults_injected"`
+	// RefreshReuseGraceHits counts refreshes with an already rotated
+	// refresh token answered within Options.RefreshReuseGrace.
+	RefreshReuseGraceHits int `json:"refresh_reuse_grace_hits"`
 	// Endpoints counts requests by oidc-provider route name, e.g. "token",
 	// "introspection", "revocation", "device_authorization", "authorization".
 	Endpoints map[string]int `json:"endpoints"`

@@ -68,6 +68,11 @@ type Options struct {
 	// token only for scope offline_access with prompt=consent. By default
 	// every grant of a client allowed to refresh gets one.
 	RequireOfflineAccess bool
+	// RefreshReuseGrace keeps a rotated refresh token usable for this long
+	// after its rotation: a second request with it gets the first reply
+	// again (Okta's grace period, Auth0's reuse interval). Zero: a reuse
+	// is detected and revokes the grant. Whole seconds, rounded up.
+	RefreshReuseGrace time.Duration
 	// Port to listen on at 127.0.0.1; 0 picks a free port.
 	Port int
 	// Log receives the peer's output. It never contains tokens or secrets.
@@ -320,6 +325,12 @@ func peerEnv(o Options) (env []string, clientSecret, rsSecret string, err error)
 	if err != nil {
 		return nil, "", "", err
 	}
+	grace := "0"
+	if o.RefreshReuseGrace != 0 {
+		if grace, err = seconds("RefreshReuseGrace", o.RefreshReuseGrace, 0); err != nil {
+			return nil, "", "", err
+		}
+	}
 	if o.Port < 0 || o.Port > 65535 {
 		return nil, "", "", fmt.Errorf("oidc peer: port %d out of range", o.Port)
 	}
@@ -336,6 +347,7 @@ func peerEnv(o Options) (env []string, clientSecret, rsSecret string, err error)
 		"OIDC_PEER_RS_CLIENT_SECRET=" + rsSecret,
 		"OIDC_PEER_REQUIRE_OFFLINE_ACCESS=" + strconv.FormatBool(o.RequireOfflineAccess),
 		"OIDC_PEER_EXIT_ON_STDIN_EOF=1",
+		"OIDC_PEER_REFRESH_REUSE_GRACE=" + grace,
 		"OIDC_PEER_CLIENT_CREDENTIALS_TTL=",
 		"OIDC_PEER_REDIRECT_URIS=",
 		"OIDC_PEER_SCOPES=",

@@ -98,6 +98,39 @@ func TestAuthorizationCodeRefreshRotationAndReplay(t *testing.T) {
 	assert.Equal(t, 3, stats.TokenRequests)
 }
 
+// TestRefreshReuseGrace: within the grace window, the rotated refresh
+// token gets the reply its first use got, and the grant lives on; after
+// it, a reuse is detected and revokes the grant as without the window.
+func TestRefreshReuseGrace(t *testing.T) {
+	p := oidcpeer.StartT(t, oidcpeer.Options{RefreshReuseGrace: 2 * time.Second})
+	ctx := testContext(t)
+	conf, first := authorize(t, ctx, p)
+
+	second, err := refresh(ctx, conf, first.RefreshToken)
+	require.NoError(t, err)
+	again, err := refresh(ctx, conf, first.RefreshToken)
+	require.NoError(t, err, "the old refresh token within the grace window")
+	assert.Equal(t, second.RefreshToken, again.RefreshToken, "the first reply, sent again")
+	active, _, err := p.Introspect(ctx, second.RefreshToken)
+	require.NoError(t, err)
+	assert.True(t, active, "the grant survives a reuse within the window")
+
+	third, err := refresh(ctx, conf, second.RefreshToken)
+	require.NoError(t, err)
+	time.Sleep(2500 * time.Millisecond) // the window is wall-clock time at the peer
+	_, err = refresh(ctx, conf, second.RefreshToken)
+	var re *oauth2.RetrieveError
+	require.True(t, errors.As(err, &re), "reuse after the window: want *oauth2.RetrieveError, got %v", err)
+	assert.Equal(t, "invalid_grant", re.ErrorCode)
+	active, _, err = p.Introspect(ctx, third.RefreshToken)
+	require.NoError(t, err)
+	assert.False(t, active, "reuse after the window revokes the grant")
+
+	stats, err := p.Stats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, stats.RefreshReuseGraceHits)
+}
+
 func TestAccessTokenExpiresAfterTTL(t *testing.T) {
 	p := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: 2 * time.Second})
 	ctx := testContext(t)

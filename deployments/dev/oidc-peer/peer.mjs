@@ -46,6 +46,13 @@ const DEFAULTS = {
   // Microsoft accept; oidc-provider wants confidential clients to
   // authenticate there. When true, the peer fills in the secret.
   deviceAuthWithoutSecret: true,
+  // Seconds a rotated refresh token stays usable after its rotation (0:
+  // none; a reuse is detected and revokes the grant, oidc-provider's own
+  // rule). Within the window a second request with the old token gets the
+  // reply the first one got, as Okta's grace period, Auth0's reuse
+  // interval and Keycloak's "refresh token max reuse" allow: a client
+  // whose reply was lost on the way can still have it.
+  refreshReuseGrace: 0,
 };
 
 const ENV = {
@@ -65,6 +72,7 @@ const ENV = {
   OIDC_PEER_SCOPES: ['scopes', (v) => v.split(/[\s,]+/).filter(Boolean)],
   OIDC_PEER_REQUIRE_OFFLINE_ACCESS: ['requireOfflineAccess', (v) => v === '1' || v === 'true'],
   OIDC_PEER_DEVICE_AUTH_WITHOUT_SECRET: ['deviceAuthWithoutSecret', (v) => v === '1' || v === 'true'],
+  OIDC_PEER_REFRESH_REUSE_GRACE: ['refreshReuseGrace', Number],
 };
 
 function fail(msg) {
@@ -118,6 +126,9 @@ function loadConfig() {
       fail(`${key} must be a ${key === 'port' ? 'non-negative' : 'positive'} integer, got ${String(value)}`);
     }
   }
+  if (!Number.isInteger(config.refreshReuseGrace) || config.refreshReuseGrace < 0) {
+    fail(`refreshReuseGrace must be a non-negative integer, got ${String(config.refreshReuseGrace)}`);
+  }
   if (!Array.isArray(config.redirectUris) || config.redirectUris.length === 0) {
     fail('redirectUris must be a non-empty list');
   }
@@ -136,6 +147,7 @@ function newStats() {
     token_by_grant_type: {},
     token_errors_by_grant_type: {},
     faults_injected: 0,
+    refresh_reuse_grace_hits: 0,
     endpoints: {},
   };
 }
@@ -450,6 +462,46 @@ function main() {
       return true;
     }
 
+    // Refresh replies by the refresh token that obtained them, for
+    // config.refreshReuseGrace seconds (keyed by a hash: the peer keeps no
+    // token it does not have to).
+    const graceReplies = new Map();
+    async function replayWithinGrace(req, res) {
+      if (config.refreshReuseGrace === 0 || req.method !== 'POST') return false;
+      if (req.body === undefined) req.body = await readRawBody(req);
+      const form = querystring.parse(req.body);
+      if (form.grant_type !== 'refresh_token' || typeof form.refresh_token !== 'string') return false;
+      const key = crypto.createHash('sha256').update(form.refresh_token).digest('hex');
+      const now = Date.now();
+      for (const [k, v] of graceReplies) if (v.until <= now) graceReplies.delete(k);
+      const cached = graceReplies.get(key);
+      if (cached) {
+        stats.current.token_requests += 1;
+        stats.current.refresh_reuse_grace_hits += 1;
+        bump(stats.current.endpoints, 'token');
+        bump(stats.current.token_by_grant_type, 'refresh_token');
+        console.log('oidc-peer: rotated refresh token reused within the grace window; the earlier reply is sent again');
+        res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' });
+        res.end(cached.body);
+        return true;
+      }
+      const chunks = [];
+      const write = res.write.bind(res);
+      const end = res.end.bind(res);
+      res.write = (chunk, ...rest) => {
+        if (chunk && typeof chunk !== 'function') chunks.push(Buffer.from(chunk));
+        return write(chunk, ...rest);
+      };
+      res.end = (chunk, ...rest) => {
+        if (chunk && typeof chunk !== 'function') chunks.push(Buffer.from(chunk));
+        if (res.statusCode === 200) {
+          graceReplies.set(key, { until: Date.now() + config.refreshReuseGrace * 1000, body: Buffer.concat(chunks) });
+        }
+        return end(chunk, ...rest);
+      };
+      return false;
+    }
+
     server.on('request', (req, res) => {
       const path = req.url.split('?')[0];
       (async () => {
@@ -458,6 +510,7 @@ function main() {
           return;
         }
         if (path === tokenPath && await maybeInjectFault(req, res)) return;
+        if (path === tokenPath && await replayWithinGrace(req, res)) return;
         if (path === deviceAuthPath) await fillDeviceAuthSecret(req);
         handleProvider(req, res);
       })().catch((err) => {
