@@ -102,4 +102,3 @@ func ClassOf(err error) Class {
 
 // ErrUnsupported is returned for an operation a provider does not offer.
 var ErrUnsupported = errors.New("not supported by this provider")
-
