@@ -348,6 +348,7 @@ func (s *Stack) replay(id string, h *historypb.History) {
 	s.T.Helper()
 	r := sdkworker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(workflows.Link, workflow.RegisterOptions{Name: "Link"})
+	r.RegisterWorkflowWithOptions(workflows.WebhookDelivery, workflow.RegisterOptions{Name: workflows.WorkflowWebhook})
 	if err := r.ReplayWorkflowHistory(tlog.NewStructuredLogger(s.Logger), h); err != nil {
 		s.T.Errorf("e2e: replay of %s (%d events): %v", id, len(h.Events), err)
 	}
