@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -60,8 +61,14 @@ func (a *Activities) provider(name string) (providers.Provider, providers.Entry,
 
 // Enroll obtains a link's first token (or a new one after re-authorization)
 // from the grant material the gateway stored in Vault, and stores it.
+//
+// Enrollment is idempotent: an authorization code is single-use, so a
+// retried attempt whose predecessor already exchanged it and stored the
+// token (then died, or lost its reply) adopts that token instead of
+// sending the spent code again (see enrolledEarlier).
 func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflows.TokenInfo, error) {
-	defer keepAlive(ctx)()
+	lease, stop := keepAlive(ctx)
+	defer stop()
 	p, entry, err := a.provider(ref.Provider)
 	if err != nil {
 		return workflows.TokenInfo{}, err
@@ -70,13 +77,23 @@ func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflo
 	if err != nil {
 		return workflows.TokenInfo{}, vaultError("enroll "+ref.LinkID, err)
 	}
-	tok, err := p.Exchange(ctx, grant.Value)
+	info, done, err := a.enrolledEarlier(ctx, ref, entry, grant)
 	if err != nil {
-		return workflows.TokenInfo{}, providerError("enroll "+ref.LinkID, err)
+		return workflows.TokenInfo{}, vaultError("enroll "+ref.LinkID, err)
 	}
-	info, err := a.store(ctx, ref, p, entry, tok, -1)
-	if err != nil {
-		return info, err
+	if !done {
+		// A successor that finds no token would send the code again.
+		if lease.lost(time.Now()) {
+			return workflows.TokenInfo{}, errLeaseLost("enroll " + ref.LinkID)
+		}
+		sent := a.now()
+		tok, err := p.Exchange(ctx, grant.Value)
+		if err != nil {
+			return workflows.TokenInfo{}, providerError("enroll "+ref.LinkID, err)
+		}
+		if info, err = a.store(ctx, ref, p, entry, tok, -1, sent, enrollmentOf(grant.Version)); err != nil {
+			return info, err
+		}
 	}
 	// A code and its verifier are single-use: drop them now that they are
 	// spent, keeping what re-enrollment may need (passwords, parameters).
@@ -90,10 +107,47 @@ func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflo
 	return info, nil
 }
 
+// enrollmentOf names the grant material a token was enrolled from: its
+// Vault version, which every new authorization (a new code, device code
+// or password the gateway stores) changes. Not a secret.
+func enrollmentOf(grantVersion int) string {
+	return "grant-v" + strconv.Itoa(grantVersion)
+}
+
+// enrolledEarlier looks for a token an earlier attempt of this enrollment
+// stored: one written from this very grant version, or, for an
+// authorization code, from the version before the one that merely dropped
+// the spent code (Enroll's last step, which creates the next version and
+// leaves no code or verifier). A token from an older grant (before a
+// re-authorization) carries another version, and a token rewritten since
+// (refreshed, suspended) carries none, so neither is adopted; nor is one
+// without an access token. An expired one is: its refresh token is good,
+// and the workflow refreshes a token it adopts past its expiry at once.
+func (a *Activities) enrolledEarlier(ctx context.Context, ref workflows.LinkRef, entry providers.Entry,
+	grant secrets.Versioned[providers.Grant]) (workflows.TokenInfo, bool, error) {
+	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		return workflows.TokenInfo{}, false, nil
+	case err != nil:
+		return workflows.TokenInfo{}, false, err
+	}
+	same := cur.Enrollment == enrollmentOf(grant.Version)
+	dropped := grant.Value.Type == providers.GrantAuthorizationCode && grant.Value.Code == "" &&
+		grant.Value.CodeVerifier == "" && cur.Enrollment == enrollmentOf(grant.Version-1)
+	if cur.Enrollment == "" || !(same || dropped) || cur.Value.AccessToken == "" {
+		return workflows.TokenInfo{}, false, nil
+	}
+	activity.GetLogger(ctx).Info("an earlier attempt already enrolled this grant; adopting its token", "link", ref.LinkID)
+	return a.info(cur.Value, cur.Version, entry, true), true, nil
+}
+
 // PollDevice makes one device-flow token request (RFC 8628). The workflow
-// waits between polls with its own timer.
+// waits between polls with its own timer. Like Enroll, a retried attempt
+// adopts the token an earlier one stored for the same device code.
 func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (workflows.DevicePoll, error) {
-	defer keepAlive(ctx)()
+	lease, stop := keepAlive(ctx)
+	defer stop()
 	p, entry, err := a.provider(ref.Provider)
 	if err != nil {
 		return workflows.DevicePoll{}, err
@@ -102,10 +156,19 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 	if err != nil {
 		return workflows.DevicePoll{}, vaultError("poll device "+ref.LinkID, err)
 	}
+	if info, done, err := a.enrolledEarlier(ctx, ref, entry, grant); err != nil {
+		return workflows.DevicePoll{}, vaultError("poll device "+ref.LinkID, err)
+	} else if done {
+		return workflows.DevicePoll{Token: &info}, nil
+	}
 	interval := 5 * time.Second
 	if d := grant.Value.DeviceInterval; d > 0 {
 		interval = d
 	}
+	if lease.lost(time.Now()) {
+		return workflows.DevicePoll{}, errLeaseLost("poll device " + ref.LinkID)
+	}
+	sent := a.now()
 	tok, err := p.Exchange(ctx, grant.Value)
 	switch {
 	case errors.Is(err, providers.ErrAuthorizationPending):
@@ -126,7 +189,7 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 		}
 		return workflows.DevicePoll{}, providerError("poll device "+ref.LinkID, err)
 	}
-	info, err := a.store(ctx, ref, p, entry, tok, -1)
+	info, err := a.store(ctx, ref, p, entry, tok, -1, sent, enrollmentOf(grant.Version))
 	if err != nil {
 		return workflows.DevicePoll{}, err
 	}
@@ -141,7 +204,8 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 // write uses the rotated token, never the spent one; and a stored version
 // newer than the workflow knows is adopted instead of refreshed again.
 func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (workflows.TokenInfo, error) {
-	defer keepAlive(ctx)()
+	lease, stop := keepAlive(ctx)
+	defer stop()
 	ref := in.LinkRef
 	p, entry, err := a.provider(ref.Provider)
 	if err != nil {
@@ -159,8 +223,15 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 		return a.info(cur.Value, cur.Version, entry, true), nil
 	}
 
+	// The one-refresher rule (see lease): no token request from an
+	// attempt that may already have a successor.
+	if lease.lost(time.Now()) {
+		activity.GetLogger(ctx).Warn("heartbeat lease lost: not sending the refresh token", "link", ref.LinkID)
+		return workflows.TokenInfo{}, errLeaseLost("refresh " + ref.LinkID)
+	}
 	var tok *providers.Token
 	reenrolled := false
+	sent := a.now()
 	switch {
 	case cur.Value.RefreshToken != "":
 		tok, err = p.Refresh(ctx, &cur.Value)
@@ -198,7 +269,15 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 		t.RefreshToken = cur.Value.RefreshToken
 		tok = &t
 	}
-	info, err := a.store(ctx, ref, p, entry, tok, cur.Version)
+	if lease.lost(time.Now()) {
+		// Past the lease, a successor may start. The token in hand is the
+		// only copy of what the provider just issued (a rotated refresh
+		// token): write it anyway, with check-and-set, so a successor
+		// that has not read Vault yet adopts it and one that has loses
+		// the race cleanly. Dropping it would lose the link for sure.
+		activity.GetLogger(ctx).Warn("heartbeat lease lost after the provider answered; storing the token with check-and-set", "link", ref.LinkID)
+	}
+	info, err := a.store(ctx, ref, p, entry, tok, cur.Version, sent, "")
 	info.Reenrolled = reenrolled
 	info.Rotated = tok.RefreshToken != "" && tok.RefreshToken != cur.Value.RefreshToken
 	return info, err
@@ -251,7 +330,8 @@ func reenrollable(grantType string) bool {
 // destroys its secrets. A token the provider no longer knows counts as
 // revoked; only transient failures are retried.
 func (a *Activities) Revoke(ctx context.Context, ref workflows.LinkRef) error {
-	defer keepAlive(ctx)()
+	_, stop := keepAlive(ctx)
+	defer stop()
 	p, _, ok := a.Providers.Get(ref.Provider)
 	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
 	switch {

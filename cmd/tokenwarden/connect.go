@@ -87,12 +87,17 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 		d.close()
 		return nil, err
 	}
-	if err := vaultAuth(ctx, d.vault, cfg, logger); err != nil {
+	relogin, err := vaultAuth(ctx, d.vault, cfg, logger)
+	if err != nil {
 		d.close()
 		return nil, err
 	}
 	d.store = store.New(d.pool)
 	d.secrets = secrets.New(d.vault, cfg.VaultMount, cfg.VaultPrefix)
+	// A token revoked or expired before its renewal: the store logs in
+	// again on the first 403 and retries (AppRole only; a VAULT_TOKEN
+	// cannot be renewed by us).
+	d.secrets.Reauth = relogin
 
 	copts := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)}
 	if d.keyring, err = loadKeyring(ctx, cfg, d.secrets); err != nil {
@@ -131,17 +136,28 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 // vaultAuth gives the Vault client a token: VAULT_TOKEN as is, or an
 // AppRole login (TOKENWARDEN_VAULT_ROLE_ID/SECRET_ID) renewed in the
 // background for as long as ctx lives. The root token is never needed.
-func vaultAuth(ctx context.Context, c *vault.Client, cfg *config, logger *slog.Logger) error {
+// For AppRole it returns relogin, which logs in again at once: the secrets
+// store calls it when Vault refuses the current token (403), e.g. after
+// the token was revoked. It is nil for VAULT_TOKEN.
+func vaultAuth(ctx context.Context, c *vault.Client, cfg *config, logger *slog.Logger) (relogin func(context.Context) error, err error) {
 	if cfg.VaultRoleID == "" {
 		if cfg.VaultToken == "" {
-			return errors.New("no Vault credentials: set TOKENWARDEN_VAULT_ROLE_ID and TOKENWARDEN_VAULT_SECRET_ID (AppRole) or VAULT_TOKEN")
+			return nil, errors.New("no Vault credentials: set TOKENWARDEN_VAULT_ROLE_ID and TOKENWARDEN_VAULT_SECRET_ID (AppRole) or VAULT_TOKEN")
 		}
 		c.SetToken(cfg.VaultToken)
-		return nil
+		return nil, nil
 	}
 	ttl, err := approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	relogin = func(ctx context.Context) error {
+		if _, err := approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID); err != nil {
+			logger.Error("vault refused the token and the AppRole login failed", "error", err)
+			return err
+		}
+		logger.Warn("vault refused the token (revoked or expired); logged in again with AppRole")
+		return nil
 	}
 	go func() {
 		for {
@@ -161,7 +177,7 @@ func vaultAuth(ctx context.Context, c *vault.Client, cfg *config, logger *slog.L
 			}
 		}
 	}()
-	return nil
+	return relogin, nil
 }
 
 func approleLogin(ctx context.Context, c *vault.Client, roleID, secretID string) (time.Duration, error) {

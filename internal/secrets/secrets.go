@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	vault "github.com/hashicorp/vault/api"
 
@@ -31,6 +32,10 @@ var (
 	// ErrUnavailable means Vault could not be reached or is sealed; callers
 	// retry rather than give up on a link.
 	ErrUnavailable = errors.New("vault unavailable")
+	// ErrDenied means Vault refused the request (HTTP 403): the process's
+	// Vault token expired or was revoked, or its policy lacks the path.
+	// With Store.Reauth set, the Store has already logged in again once.
+	ErrDenied = errors.New("vault permission denied")
 )
 
 // Store reads and writes link secrets under one path prefix of a KV v2 mount.
@@ -38,6 +43,16 @@ type Store struct {
 	kv     *vault.KVv2
 	mount  string
 	prefix string
+
+	// Reauth, when set, gives the Vault client a new token (an AppRole
+	// login; cmd/tokenwarden sets it). A request refused with 403 (the
+	// token expired or was revoked) logs in through it once and is sent
+	// once more; only then does the caller see ErrDenied. Set it before
+	// the Store is used.
+	Reauth func(ctx context.Context) error
+
+	mu    sync.Mutex
+	login uint64 // counts successful Reauth calls
 }
 
 // New returns a Store for the KV v2 engine at mount, keeping everything
@@ -54,6 +69,9 @@ func (s *Store) Prefix() string { return s.prefix }
 type Versioned[T any] struct {
 	Value   T
 	Version int
+	// Enrollment is the non-secret note an enrollment stored with a token
+	// (see WriteEnrolledToken); "" for tokens written by a refresh.
+	Enrollment string
 }
 
 // TokenPath is where a link's token lives, relative to the mount.
@@ -70,15 +88,23 @@ func (s *Store) GrantPath(tenant, link string) string {
 // one Vault read.
 func (s *Store) ReadToken(ctx context.Context, tenant, link string) (Versioned[providers.Token], error) {
 	var v Versioned[providers.Token]
-	ver, err := s.read(ctx, s.TokenPath(tenant, link), &v.Value)
-	v.Version = ver
+	ver, note, err := s.readNoted(ctx, s.TokenPath(tenant, link), &v.Value)
+	v.Version, v.Enrollment = ver, note
 	return v, err
 }
 
 // WriteToken stores a link's token if the stored version is still cas
 // (0: only if nothing is stored yet). It returns the new version.
 func (s *Store) WriteToken(ctx context.Context, tenant, link string, t providers.Token, cas int) (int, error) {
-	return s.write(ctx, s.TokenPath(tenant, link), t, cas)
+	return s.write(ctx, s.TokenPath(tenant, link), t, cas, "")
+}
+
+// WriteEnrolledToken is WriteToken for the first token of an enrollment:
+// it stores enrollment (a non-secret identifier of the grant material the
+// token came from) beside the token, so that a retried enrollment can tell
+// that its exchange already happened (Versioned.Enrollment).
+func (s *Store) WriteEnrolledToken(ctx context.Context, tenant, link string, t providers.Token, cas int, enrollment string) (int, error) {
+	return s.write(ctx, s.TokenPath(tenant, link), t, cas, enrollment)
 }
 
 // ReadGrant returns a link's grant material.
@@ -91,14 +117,14 @@ func (s *Store) ReadGrant(ctx context.Context, tenant, link string) (Versioned[p
 
 // WriteGrant stores a link's grant material; cas < 0 writes unconditionally.
 func (s *Store) WriteGrant(ctx context.Context, tenant, link string, g providers.Grant, cas int) (int, error) {
-	return s.write(ctx, s.GrantPath(tenant, link), g, cas)
+	return s.write(ctx, s.GrantPath(tenant, link), g, cas, "")
 }
 
 // DeleteLink destroys every version of a link's token and grant material.
 // Deleting what is already gone is not an error, so revocation can retry.
 func (s *Store) DeleteLink(ctx context.Context, tenant, link string) error {
 	for _, p := range []string{s.TokenPath(tenant, link), s.GrantPath(tenant, link)} {
-		if err := s.kv.DeleteMetadata(ctx, p); err != nil && !isNotFound(err) {
+		if err := s.do(ctx, func() error { return s.kv.DeleteMetadata(ctx, p) }); err != nil && !isNotFound(err) {
 			return classify("delete "+p, err)
 		}
 	}
@@ -134,7 +160,7 @@ func (s *Store) WriteWebhookSecret(ctx context.Context, tenant, secret string) e
 	if secret == "" {
 		return errors.New("write webhook secret: empty secret")
 	}
-	_, err := s.write(ctx, s.WebhookPath(tenant), webhookSecret{Secret: secret}, -1)
+	_, err := s.write(ctx, s.WebhookPath(tenant), webhookSecret{Secret: secret}, -1, "")
 	return err
 }
 
@@ -142,7 +168,7 @@ func (s *Store) WriteWebhookSecret(ctx context.Context, tenant, secret string) e
 // signing secret; deleting what is already gone is not an error.
 func (s *Store) DeleteWebhookSecret(ctx context.Context, tenant string) error {
 	p := s.WebhookPath(tenant)
-	if err := s.kv.DeleteMetadata(ctx, p); err != nil && !isNotFound(err) {
+	if err := s.do(ctx, func() error { return s.kv.DeleteMetadata(ctx, p) }); err != nil && !isNotFound(err) {
 		return classify("delete "+p, err)
 	}
 	return nil
@@ -155,7 +181,11 @@ func (s *Store) Resolve(ctx context.Context, ref string) (string, error) {
 	if !ok || path == "" || field == "" {
 		return "", fmt.Errorf("secret reference %q: want path#field", ref)
 	}
-	sec, err := s.kv.Get(ctx, s.prefix+"/"+strings.Trim(path, "/"))
+	var sec *vault.KVSecret
+	err := s.do(ctx, func() (err error) {
+		sec, err = s.kv.Get(ctx, s.prefix+"/"+strings.Trim(path, "/"))
+		return err
+	})
 	if err != nil {
 		if isNotFound(err) {
 			return "", fmt.Errorf("read %s: %w", path, ErrNotFound)
@@ -179,41 +209,59 @@ func (s *Store) PutValue(ctx context.Context, path string, fields map[string]str
 	for k, v := range fields {
 		data[k] = v
 	}
-	if _, err := s.kv.Put(ctx, s.prefix+"/"+strings.Trim(path, "/"), data); err != nil {
+	if err := s.do(ctx, func() error {
+		_, err := s.kv.Put(ctx, s.prefix+"/"+strings.Trim(path, "/"), data)
+		return err
+	}); err != nil {
 		return classify("write "+path, err)
 	}
 	return nil
 }
 
 func (s *Store) read(ctx context.Context, path string, into any) (int, error) {
-	sec, err := s.kv.Get(ctx, path)
+	ver, _, err := s.readNoted(ctx, path, into)
+	return ver, err
+}
+
+// noteField is the KV field beside "v" that holds a non-secret note
+// (a token's enrollment).
+const noteField = "enrollment"
+
+func (s *Store) readNoted(ctx context.Context, path string, into any) (int, string, error) {
+	var sec *vault.KVSecret
+	err := s.do(ctx, func() (err error) {
+		sec, err = s.kv.Get(ctx, path)
+		return err
+	})
 	if err != nil {
 		if isNotFound(err) {
-			return 0, fmt.Errorf("read %s: %w", path, ErrNotFound)
+			return 0, "", fmt.Errorf("read %s: %w", path, ErrNotFound)
 		}
-		return 0, classify("read "+path, err)
+		return 0, "", classify("read "+path, err)
 	}
 	if sec == nil || sec.Data == nil {
-		return 0, fmt.Errorf("read %s: %w", path, ErrNotFound)
+		return 0, "", fmt.Errorf("read %s: %w", path, ErrNotFound)
 	}
 	raw, ok := sec.Data["v"].(string)
 	if !ok {
-		return 0, fmt.Errorf("read %s: unexpected layout", path)
+		return 0, "", fmt.Errorf("read %s: unexpected layout", path)
 	}
 	if err := json.Unmarshal([]byte(raw), into); err != nil {
 		// The JSON error names a type, never the value: safe to wrap.
-		return 0, fmt.Errorf("read %s: decode: %w", path, err)
+		return 0, "", fmt.Errorf("read %s: decode: %w", path, err)
 	}
 	ver := 0
 	if sec.VersionMetadata != nil {
 		ver = sec.VersionMetadata.Version
 	}
-	return ver, nil
+	note, _ := sec.Data[noteField].(string)
+	return ver, note, nil
 }
 
 // write stores value as one JSON string field: one Vault write, and the
-// shape of Token can grow without a migration.
-func (s *Store) write(ctx context.Context, path string, value any, cas int) (int, error) {
+// shape of Token can grow without a migration. A non-empty note is stored
+// in a field of its own.
+func (s *Store) write(ctx context.Context, path string, value any, cas int, note string) (int, error) {
 	raw, err := json.Marshal(value)
 	if err != nil {
 		return 0, fmt.Errorf("write %s: encode: %w", path, err)
@@ -222,7 +270,15 @@ func (s *Store) write(ctx context.Context, path string, value any, cas int) (int
 	if cas >= 0 {
 		opts = append(opts, vault.WithCheckAndSet(cas))
 	}
-	sec, err := s.kv.Put(ctx, path, map[string]any{"v": string(raw)}, opts...)
+	data := map[string]any{"v": string(raw)}
+	if note != "" {
+		data[noteField] = note
+	}
+	var sec *vault.KVSecret
+	err = s.do(ctx, func() (err error) {
+		sec, err = s.kv.Put(ctx, path, data, opts...)
+		return err
+	})
 	if err != nil {
 		if isCASMismatch(err) {
 			return 0, fmt.Errorf("write %s: %w", path, ErrVersionConflict)
@@ -233,6 +289,42 @@ func (s *Store) write(ctx context.Context, path string, value any, cas int) (int
 		return 0, fmt.Errorf("write %s: no version in reply", path)
 	}
 	return sec.VersionMetadata.Version, nil
+}
+
+// do runs one Vault request. Refused with 403 while Reauth is set, it
+// logs in again (once for all requests refused with the same token) and
+// sends the request once more.
+func (s *Store) do(ctx context.Context, req func() error) error {
+	s.mu.Lock()
+	seen := s.login
+	s.mu.Unlock()
+	err := req()
+	if err == nil || s.Reauth == nil || !isDenied(err) {
+		return err
+	}
+	if lerr := s.reauth(ctx, seen); lerr != nil {
+		return err
+	}
+	return req()
+}
+
+// reauth logs in again unless another request already did since seen.
+func (s *Store) reauth(ctx context.Context, seen uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.login != seen {
+		return nil
+	}
+	if err := s.Reauth(ctx); err != nil {
+		return err
+	}
+	s.login++
+	return nil
+}
+
+func isDenied(err error) bool {
+	var re *vault.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }
 
 func isNotFound(err error) bool {
@@ -264,6 +356,9 @@ func classify(op string, err error) error {
 	if errors.As(err, &re) {
 		if re.StatusCode == http.StatusServiceUnavailable || re.StatusCode >= 500 {
 			return fmt.Errorf("%s: %w (HTTP %d)", op, ErrUnavailable, re.StatusCode)
+		}
+		if re.StatusCode == http.StatusForbidden {
+			return fmt.Errorf("%s: %w (HTTP 403)", op, ErrDenied)
 		}
 		return fmt.Errorf("%s: vault: HTTP %d: %s", op, re.StatusCode, strings.Join(re.Errors, "; "))
 	}
