@@ -53,8 +53,9 @@ const (
 	// CodeUnavailable: Vault, Temporal or PostgreSQL is unreachable (503,
 	// with Retry-After).
 	CodeUnavailable = "unavailable"
-	// CodeRefreshFailed: a refresh could not produce a fresh token in time
-	// (502 or 503, with Retry-After).
+	// CodeRefreshFailed: a refresh could not produce a fresh token in time,
+	// whether the provider failed or the refresh is still running (503,
+	// with Retry-After); the link's workflow keeps retrying.
 	CodeRefreshFailed = "refresh_failed"
 	// CodeConflict: the request contradicts the link's state or an earlier
 	// request with the same Idempotency-Key (409).
@@ -63,6 +64,29 @@ const (
 	// under the request ID.
 	CodeInternal = "internal"
 )
+
+// codeStatus is the one HTTP status of each error code. README's error
+// table and openapi.json say the same, and every answer the code builds
+// uses it (TestErrorCodeStatuses checks all three).
+var codeStatus = map[string]int{
+	CodeBadRequest:       http.StatusBadRequest,
+	CodeInvalidJSON:      http.StatusBadRequest,
+	CodeUnknownField:     http.StatusBadRequest,
+	CodeBodyTooLarge:     http.StatusRequestEntityTooLarge,
+	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeNotFound:         http.StatusNotFound,
+	CodeUnknownProvider:  http.StatusBadRequest,
+	CodeUnsupportedGrant: http.StatusBadRequest,
+	CodeLinkRevoked:      http.StatusConflict,
+	CodeReauthRequired:   http.StatusConflict,
+	CodeLinkPending:      http.StatusConflict,
+	CodeLinkFailed:       http.StatusConflict,
+	CodeRateLimited:      http.StatusTooManyRequests,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeRefreshFailed:    http.StatusServiceUnavailable,
+	CodeConflict:         http.StatusConflict,
+	CodeInternal:         http.StatusInternalServerError,
+}
 
 // apiError is an error with its HTTP answer. Messages are shown to
 // callers, so they never carry a secret or a raw upstream error.

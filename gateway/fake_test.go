@@ -358,7 +358,25 @@ type memTemporal struct {
 	client.Client
 	mu      sync.Mutex
 	started []client.StartWorkflowOptions
+	// updateErr is what every update's outcome is (nil: success).
+	updateErr error
+	updates   int
 }
+
+func (m *memTemporal) UpdateWorkflow(ctx context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.updates++
+	return memUpdate{err: m.updateErr}, nil
+}
+
+// memUpdate is a finished update.
+type memUpdate struct{ err error }
+
+func (memUpdate) WorkflowID() string                     { return "" }
+func (memUpdate) RunID() string                          { return "" }
+func (memUpdate) UpdateID() string                       { return "" }
+func (u memUpdate) Get(ctx context.Context, _ any) error { return u.err }
 
 func (m *memTemporal) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
 	m.mu.Lock()

@@ -166,7 +166,10 @@ type Server struct {
 	keys     *keyCache
 	limits   *limiters
 	linkProv *providerCache
-	now      func() time.Time
+	// linkStatus knows which links must not serve a token (nil without
+	// a database).
+	linkStatus *statusWatch
+	now        func() time.Time
 }
 
 var ginMode sync.Once
@@ -204,10 +207,17 @@ func New(d Deps, cfg Config) *Server {
 	}
 	if d.Store != nil {
 		s.metrics.registry.MustRegister(newStatsCollector(d.Store, logger))
+		s.linkStatus = newStatusWatch(storeStatusSource{d.Store}, func(ctx context.Context, tenant, id string) (store.Link, error) {
+			return s.store.GetLink(ctx, tenant, id)
+		}, logger)
 	}
 	s.engine = s.routes()
 	return s
 }
+
+// Close stops the gateway's background work (the link status poll, which
+// otherwise stops by itself once no token has been read for a while).
+func (s *Server) Close() { s.linkStatus.close() }
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }

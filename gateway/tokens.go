@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -58,6 +56,13 @@ func (s *Server) getToken(c *gin.Context) {
 		s.fail(c, s.missingToken(ctx, tenant, id, err))
 		return
 	}
+	// A link the workflow has suspended, failed or revoked never serves
+	// its token, even when the write that wipes it from Vault has not
+	// happened (yet): a map lookup, no extra read.
+	if err := s.linkStatus.refusal(ctx, tenant, id); err != nil {
+		s.fail(c, err)
+		return
+	}
 	now := s.now()
 	need := s.need(tok.Value, minTTL)
 	if !fresh(tok.Value, now, need) {
@@ -68,8 +73,8 @@ func (s *Server) getToken(c *gin.Context) {
 			// and other answers about the link itself stand.
 			var ae *apiError
 			if errors.As(err, &ae) && (ae.code == CodeRefreshFailed || ae.code == CodeUnavailable) &&
-				tok.Value.AccessToken != "" && tok.Value.Expiry.After(s.now()) {
-				s.serveToken(c, tenant, id, tok.Value, s.now())
+				fresh(tok.Value, s.now(), 0) {
+				s.serveToken(c, tenant, id, tok.Value, s.now(), minTTL)
 				return
 			}
 			s.fail(c, err)
@@ -81,19 +86,28 @@ func (s *Server) getToken(c *gin.Context) {
 		}
 		now = s.now()
 		// A provider may issue tokens shorter than asked for; such a
-		// token is still served, an expired one never.
-		if !tok.Value.Expiry.IsZero() && !tok.Value.Expiry.After(now) {
+		// token is still served, one within minTokenLife of its expiry
+		// never.
+		if !fresh(tok.Value, now, 0) {
 			s.fail(c, &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
 				msg: "the refreshed token is already expired; retry later", retryAfter: retryAfterSeconds})
 			return
 		}
 	}
-	s.serveToken(c, tenant, id, tok.Value, now)
+	s.serveToken(c, tenant, id, tok.Value, now, minTTL)
 }
 
+// minTokenLife is the floor of fresh and need: the gateway never serves a
+// token with less than this left by its stored expiry. The engine stores
+// a conservative expiry (counted from when the token request was sent,
+// less a second for providers that round to whole seconds), and the
+// floor covers what remains: clock skew between the gateway and the
+// provider, and the caller's own round trip before it uses the token.
+const minTokenLife = time.Second
+
 // need is how long a served token must stay valid: the caller's min_ttl,
-// and at least the gateway's margin. Both are capped by what the
-// provider's tokens can give: the margin at a tenth of the lifetime (so
+// and at least the gateway's margin, never less than minTokenLife. The
+// margin and min_ttl are capped by what the provider's tokens can give: the margin at a tenth of the lifetime (so
 // the workflow, which refreshes earlier, stays the one that refreshes) and
 // min_ttl at half of it (a 5-second token can never satisfy a 60-second
 // min_ttl; asking for it would turn every read into a provider call).
@@ -104,17 +118,30 @@ func (s *Server) need(t providers.Token, minTTL time.Duration) time.Duration {
 		margin = min(margin, lifetime/10)
 		minTTL = min(minTTL, lifetime/2)
 	}
-	return max(margin, minTTL)
+	return max(margin, minTTL, minTokenLife)
 }
 
-// fresh reports whether t is valid for at least need from now. A token
-// without a known expiry is taken as valid: the workflow refreshes it on
-// its default lifetime.
+// fresh reports whether t is valid for at least need (never less than
+// minTokenLife) from now. A token without a known expiry is taken as
+// valid: the workflow refreshes it on its default lifetime.
 func fresh(t providers.Token, now time.Time, need time.Duration) bool {
+	need = max(need, minTokenLife)
 	return t.AccessToken != "" && (t.Expiry.IsZero() || t.Expiry.After(now.Add(need)))
 }
 
-func (s *Server) serveToken(c *gin.Context, tenant, id string, t providers.Token, now time.Time) {
+// HeaderMinTTLCapped is set on a token answer that cannot honour the
+// caller's min_ttl: the token served expires sooner. Its value is the
+// whole seconds the token stays valid. It happens when the provider's
+// tokens live less than twice min_ttl (the gateway refreshes for at most
+// half a token's lifetime: a fresh token could not satisfy more either,
+// and every read would become a provider call), and when the provider is
+// failing and the current token is served while it lasts.
+const HeaderMinTTLCapped = "Tokenwarden-Min-Ttl-Capped"
+
+// serveToken answers with t. minTTL is what the caller asked for (0:
+// nothing); a token that falls short of it says so in
+// HeaderMinTTLCapped rather than pass for one that does.
+func (s *Server) serveToken(c *gin.Context, tenant, id string, t providers.Token, now time.Time, minTTL time.Duration) {
 	tokenType := t.TokenType
 	if tokenType == "" {
 		tokenType = "Bearer"
@@ -129,6 +156,9 @@ func (s *Server) serveToken(c *gin.Context, tenant, id string, t providers.Token
 	s.countServed(tenant, id)
 	c.Header("Cache-Control", "no-store")
 	c.Header("Pragma", "no-cache")
+	if left := t.Expiry.Sub(now); minTTL > 0 && !t.Expiry.IsZero() && left < minTTL {
+		c.Header(HeaderMinTTLCapped, strconv.Itoa(int(max(left, 0)/time.Second)))
+	}
 	c.JSON(http.StatusOK, tokenResponse{AccessToken: t.AccessToken, TokenType: tokenType,
 		ExpiresAt: t.Expiry.UTC(), Scopes: scopes})
 }
@@ -228,26 +258,25 @@ func (s *Server) update(ctx context.Context, wait time.Duration, tenant, id, nam
 	return h, h.Get(ctx, nil)
 }
 
-// refreshError maps the failure of a refresh update. A refused update
-// names the link's status ("link is reauth_required"), a failed one
-// carries the status as its error type.
+// refreshError maps the failure of a refresh update. The workflow reports
+// where the link stands as a typed error (workflows.ErrTypeLinkStatus with
+// a workflows.LinkStatus detail), both when its validator refuses the
+// update and when the attempt it waited for ended the grant; a link that
+// is merely degraded (the provider failing transiently) is retried by the
+// workflow, so the caller is asked to come back: 503 refresh_failed, like
+// every other refresh that produced no fresh token.
 func (s *Server) refreshError(ctx context.Context, tenant, id string, err error) error {
 	if gone(err) {
 		return s.linkStateError(ctx, tenant, id, nil)
 	}
-	if st, ok := refusedStatus(err); ok {
-		if e := statusError(st, ""); e != nil {
-			if st == string(workflows.StatusReauthRequired) || st == string(workflows.StatusFailed) {
-				// The row carries the reason; the update error only the
-				// status.
-				if link, gerr := s.store.GetLink(ctx, tenant, id); gerr == nil {
-					if e2 := statusError(st, link.LastError); e2 != nil {
-						return e2
-					}
-				}
-			}
+	if ls, ok := workflows.LinkStatusOf(err); ok {
+		if e := statusError(string(ls.Status), ls.LastError); e != nil {
+			e.cause = err
 			return e
 		}
+		msg := withReason("the provider could not refresh the token; retry later", ls.LastError)
+		return &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
+			msg: msg, retryAfter: retryAfterSeconds, cause: err}
 	}
 	switch {
 	case isTimeout(err), errors.Is(err, context.DeadlineExceeded):
@@ -255,13 +284,6 @@ func (s *Server) refreshError(ctx context.Context, tenant, id string, err error)
 			msg: "the refresh did not finish in time; retry later", retryAfter: retryAfterSeconds, cause: err}
 	case isTemporalDown(err):
 		return errUnavailable("Temporal", err)
-	}
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		// The provider failed transiently (the link is degraded): the
-		// workflow retries with backoff.
-		return &apiError{status: http.StatusBadGateway, code: CodeRefreshFailed,
-			msg: "the provider could not refresh the token; retry later", retryAfter: retryAfterSeconds, cause: err}
 	}
 	return &apiError{status: http.StatusServiceUnavailable, code: CodeRefreshFailed,
 		msg: "the refresh failed; retry later", retryAfter: retryAfterSeconds, cause: err}
@@ -276,24 +298,6 @@ func gone(err error) bool {
 func isTimeout(err error) bool {
 	var te *client.WorkflowUpdateServiceTimeoutOrCanceledError
 	return errors.As(err, &te)
-}
-
-// refusedStatus extracts the link status an update failure reports.
-func refusedStatus(err error) (string, bool) {
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) {
-		return "", false
-	}
-	for _, st := range []workflows.Status{workflows.StatusReauthRequired, workflows.StatusRevoked,
-		workflows.StatusPendingAuthorization, workflows.StatusFailed} {
-		if appErr.Type() == string(st) || strings.Contains(appErr.Message(), "link is "+string(st)) {
-			return string(st), true
-		}
-	}
-	if strings.Contains(appErr.Message(), "already revoked") {
-		return string(workflows.StatusRevoked), true
-	}
-	return "", false
 }
 
 // refreshLink forces a refresh now, whatever the current token's expiry.
@@ -365,7 +369,7 @@ func (s *Server) revokeLink(c *gin.Context) {
 		c.JSON(http.StatusOK, revoked)
 		return
 	}
-	if st, ok := refusedStatus(err); ok && st == string(workflows.StatusRevoked) {
+	if ls, ok := workflows.LinkStatusOf(err); ok && ls.Status == workflows.StatusRevoked {
 		c.JSON(http.StatusOK, revoked)
 		return
 	}
@@ -446,7 +450,7 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 	}
 	p, _, ok := s.d.Providers.Get(link.Provider)
 	if !ok {
-		s.fail(c, newError(http.StatusConflict, CodeUnknownProvider,
+		s.fail(c, errConflict(CodeConflict,
 			fmt.Sprintf("provider %q of this link is no longer in the catalog", link.Provider)))
 		return
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -28,7 +29,19 @@ type config struct {
 	CodecKeys         string
 	CodecOrigins      string
 	ShutdownTimeout   time.Duration
+	WorkerStopTimeout time.Duration
+
+	// envErr is an environment variable that did not parse.
+	envErr error
 }
+
+// defaultWorkerStopTimeout is how long a stopping worker lets running
+// activities finish. The longest a provider-calling activity can run is
+// its start-to-close timeout, 2 minutes, which includes the 90-second
+// budget for storing a token the provider has already rotated; 2m30s
+// covers that plus reporting the result. Kubernetes must wait longer
+// before its SIGKILL: terminationGracePeriodSeconds > 150 (say 180).
+const defaultWorkerStopTimeout = 150 * time.Second
 
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
@@ -53,6 +66,32 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.VaultSecretID = os.Getenv("TOKENWARDEN_VAULT_SECRET_ID")
 	c.BootstrapAPIKey = os.Getenv("TOKENWARDEN_BOOTSTRAP_API_KEY")
 	c.CodecKeys = os.Getenv("TOKENWARDEN_CODEC_KEYS")
+}
+
+// registerWorker adds the worker's own flags.
+func (c *config) registerWorker(fs *flag.FlagSet) {
+	def := defaultWorkerStopTimeout
+	if v := os.Getenv("TOKENWARDEN_WORKER_STOP_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			c.envErr = fmt.Errorf("TOKENWARDEN_WORKER_STOP_TIMEOUT=%q is not a positive duration such as 150s", v)
+		} else {
+			def = d
+		}
+	}
+	fs.DurationVar(&c.WorkerStopTimeout, "stop-timeout", def,
+		"on SIGTERM, how long running activities may take to finish before they are cancelled (TOKENWARDEN_WORKER_STOP_TIMEOUT); keep the orchestrator's grace period above it")
+}
+
+// check reports configuration errors the flag package cannot see.
+func (c *config) check() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
+	if c.WorkerStopTimeout < 0 {
+		return fmt.Errorf("-stop-timeout must not be negative")
+	}
+	return nil
 }
 
 // registerGateway adds the gateway's own flags.

@@ -32,7 +32,11 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg.register(fs)
+	cfg.registerWorker(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := cfg.check(); err != nil {
 		return err
 	}
 	logger := newLogger(stderr)
@@ -40,21 +44,37 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// Closed only after the worker has stopped: activities finishing
+	// during the stop still need Temporal, Vault and PostgreSQL.
 	defer d.close()
-	return serveWorker(ctx, d, logger)
+	return serveWorkerStopping(ctx, d, logger, cfg.WorkerStopTimeout)
 }
 
-// serveWorker runs the link worker until ctx ends.
+// serveWorker runs the link worker until ctx ends, then stops it
+// gracefully within defaultWorkerStopTimeout.
 func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
+	return serveWorkerStopping(ctx, d, logger, defaultWorkerStopTimeout)
+}
+
+// serveWorkerStopping runs the link worker until ctx ends (SIGTERM), then
+// stops it gracefully: it stops polling at once, so another worker takes
+// new tasks, and lets running activities finish for up to stopTimeout.
+// Only then are their contexts cancelled (the SDK's WorkerStopTimeout):
+// a refresh whose provider call has rotated the refresh token gets to
+// store the new one in Vault and report it, rather than drop it.
+func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stopTimeout time.Duration) error {
 	acts := &activities.Activities{Providers: d.registry, Secrets: d.secrets, Store: d.store,
 		WebhooksToInternal: d.webhooksToInternal}
-	w := worker.New(d.temporal, acts, sdkworker.Options{})
+	w := worker.New(d.temporal, acts, sdkworker.Options{WorkerStopTimeout: stopTimeout})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	logger.Info("worker started", "task_queue", "tokenwarden-links")
+	logger.Info("worker started", "task_queue", "tokenwarden-links", "stop_timeout", stopTimeout.String())
 	<-ctx.Done()
+	logger.Info("worker stopping: no new tasks; running activities may finish", "stop_timeout", stopTimeout.String())
+	start := time.Now()
 	w.Stop()
+	logger.Info("worker stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 
@@ -126,6 +146,7 @@ func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, 
 		PublicURL:            cfg.publicURL(),
 		AllowedReturnOrigins: cfg.returnOrigins(),
 	})
+	defer srv.Close()
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -1,0 +1,1 @@
+DROP INDEX links_not_serving_updated_idx;
