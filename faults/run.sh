@@ -13,14 +13,17 @@ if [[ ${1:-} != --in-stack ]]; then
 fi
 export TOKENWARDEN_FAULTS=${TOKENWARDEN_FAULTS:-full}
 export TOKENWARDEN_FAULTS_TABLE=$dir/table.md
-rm -f "$TOKENWARDEN_FAULTS_TABLE"
+export TOKENWARDEN_FAULTS_ROWS=$dir/worker-rows.md
+rm -f "$TOKENWARDEN_FAULTS_TABLE" "$TOKENWARDEN_FAULTS_ROWS"
+status=0
 set +e
-go test -count=1 -timeout 60m -run "${FAULTS_RUN:-.}" -v ./faults/ 2>&1 | tee "$dir/go-test.log"
-status=${PIPESTATUS[0]}
-set -e
-# Fault 1, the worker SIGKILLed mid-refresh, lives with the engine's tests.
-go test -count=1 -timeout 20m -run TestWorkerKilledMidRefresh -v ./worker/ 2>&1 | tee "$dir/kill-test.log" | grep -E "SIGKILLs|^(--- |ok|FAIL)" || status=1
+# The worker SIGKILLed and SIGTERMed mid-refresh live with the engine's tests.
+go test -count=1 -timeout 30m -run 'TestWorker(Killed|Terminated)MidRefresh' -v ./worker/ 2>&1 | tee "$dir/kill-test.log" | grep -E "SIGKILLs|SIGTERMs|^(--- |ok|FAIL)" || status=1
 grep -q -- "--- PASS: TestWorkerKilledMidRefresh" "$dir/kill-test.log" || status=1
+grep -q -- "--- PASS: TestWorkerTerminatedMidRefresh" "$dir/kill-test.log" || status=1
+go test -count=1 -timeout 60m -run "${FAULTS_RUN:-.}" -v ./faults/ 2>&1 | tee "$dir/go-test.log"
+(( PIPESTATUS[0] == 0 )) || status=1
+set -e
 if [[ -f $TOKENWARDEN_FAULTS_TABLE ]]; then
   echo
   cat "$TOKENWARDEN_FAULTS_TABLE"

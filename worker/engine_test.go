@@ -7,12 +7,17 @@ package worker_test
 // tests pin down the engine alone.
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +46,7 @@ func newEngine(t *testing.T, peerOpts oidcpeer.Options) *engine {
 
 // newEngineWithTokenProxy puts a recording proxy in front of the peer's
 // token endpoint, so that a test can tell which moments had a token
-// request in flight.
+// request in flight, and whose.
 func newEngineWithTokenProxy(t *testing.T, peerOpts oidcpeer.Options) *engine {
 	peer := oidcpeer.StartT(t, peerOpts)
 	calls := &callLog{}
@@ -52,8 +57,11 @@ func newEngineWithTokenProxy(t *testing.T, peerOpts oidcpeer.Options) *engine {
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		form, _ := url.ParseQuery(string(body))
 		rp.ServeHTTP(w, r)
-		calls.add(start, time.Now())
+		calls.add(call{start: start, end: time.Now(), rt: tokenHash(form.Get("refresh_token"))})
 	}))
 	t.Cleanup(proxy.Close)
 	e := newEngineAt(t, peer, fmt.Sprintf("\n    endpoint: {token_url: %q}", proxy.URL+target.Path))
@@ -61,15 +69,31 @@ func newEngineWithTokenProxy(t *testing.T, peerOpts oidcpeer.Options) *engine {
 	return e
 }
 
-// callLog records the time spans of requests.
-type callLog struct {
-	mu    sync.Mutex
-	spans [][2]time.Time
+// tokenHash names a refresh token in test logs without showing it.
+func tokenHash(rt string) string {
+	if rt == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(rt))
+	return hex.EncodeToString(sum[:8])
 }
 
-func (c *callLog) add(start, end time.Time) {
+// call is one token request as the proxy saw it: when it was sent, when
+// its reply was handed back, and the refresh token it spent (hashed).
+type call struct {
+	start, end time.Time
+	rt         string
+}
+
+// callLog records the token requests.
+type callLog struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+func (c *callLog) add(cl call) {
 	c.mu.Lock()
-	c.spans = append(c.spans, [2]time.Time{start, end})
+	c.calls = append(c.calls, cl)
 	c.mu.Unlock()
 }
 
@@ -79,12 +103,30 @@ func (c *callLog) inFlight(t time.Time, grace time.Duration) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for _, s := range c.spans {
-		if !t.Before(s[0]) && !t.After(s[1].Add(grace)) {
+	for _, s := range c.calls {
+		if !t.Before(s.start) && !t.After(s.end.Add(grace)) {
 			n++
 		}
 	}
 	return n
+}
+
+// spentInFlight reports whether a request spending refresh token rt (a
+// hash) was in flight at one of the moments in at.
+func (c *callLog) spentInFlight(rt string, at []time.Time, grace time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.calls {
+		if s.rt != rt {
+			continue
+		}
+		for _, t := range at {
+			if !t.Before(s.start) && !t.After(s.end.Add(grace)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func newEngineAt(t *testing.T, peer *oidcpeer.Peer, extra string) *engine {
@@ -121,4 +163,27 @@ func (e *engine) createLink(ctx context.Context, grantType string, g providers.G
 func (e *engine) createAuthCodeLink(ctx context.Context) string {
 	e.t.Helper()
 	return e.Linker().CreateAuthCodeLink(ctx, e.peer)
+}
+
+// recordFaultRow adds a row to the fault suite's results table when
+// `make faults` runs (TOKENWARDEN_FAULTS_ROWS names the file the faults
+// package's table takes rows from); the row says FAIL if the test fails.
+func recordFaultRow(t *testing.T, fault string, links, lost, errors int, notes string) {
+	path := os.Getenv("TOKENWARDEN_FAULTS_ROWS")
+	if path == "" {
+		return
+	}
+	t.Cleanup(func() {
+		result := "pass"
+		if t.Failed() {
+			result = "FAIL"
+		}
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Errorf("results row: %v", err)
+			return
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "| %s | %d | %d | – | %d | %s | %s |\n", fault, links, lost, errors, result, notes)
+	})
 }
