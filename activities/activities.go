@@ -174,7 +174,8 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 	case errors.Is(err, providers.ErrAuthorizationPending):
 		return workflows.DevicePoll{Pending: true, Interval: interval}, nil
 	case errors.Is(err, providers.ErrSlowDown):
-		return workflows.DevicePoll{Pending: true, Interval: interval + 5*time.Second}, nil
+		// The workflow adds 5 s for this and every later poll.
+		return workflows.DevicePoll{Pending: true, Interval: interval, SlowDown: true}, nil
 	case err != nil:
 		var pe *providers.Error
 		if errors.As(err, &pe) {
@@ -234,7 +235,7 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	sent := a.now()
 	switch {
 	case cur.Value.RefreshToken != "":
-		tok, err = p.Refresh(ctx, &cur.Value)
+		tok, err = a.refreshOnce(ctx, lease, p, cur, sent)
 		if err != nil && providers.ClassOf(err) == providers.InvalidGrant {
 			// Before calling the link dead, look again: a newer token in
 			// Vault means we lost a race, not the grant.
@@ -283,6 +284,64 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	return info, err
 }
 
+// unansweredRefresh is the heartbeat note of an attempt whose refresh
+// request got no reply: the provider may have rotated the refresh token
+// with the new one lost on the way. It names the token by its Vault
+// version, never by value.
+type unansweredRefresh struct {
+	VaultVersion int       `json:"vault_version"`
+	SentAt       time.Time `json:"sent_at"`
+}
+
+// lostReplyRetryDelay is the pause before asking again after a refresh
+// reply was lost.
+const lostReplyRetryDelay = 500 * time.Millisecond
+
+// refreshOnce spends the stored refresh token. When the reply is lost
+// after the request may have reached the provider (connection cut,
+// timeout), it asks again at once with the same token: a provider with a
+// reuse grace window (Okta, Auth0, Keycloak allow one) answers again, and
+// nothing is lost. A provider with strict reuse detection answers
+// invalid_grant and has revoked the grant: the grant is gone whatever we
+// do, and the error then says why, here or (when the retry's reply is
+// lost too) in the next attempt, which the heartbeat note tells.
+func (a *Activities) refreshOnce(ctx context.Context, l *lease, p providers.Provider, cur secrets.Versioned[providers.Token], sent time.Time) (*providers.Token, error) {
+	tok, err := p.Refresh(ctx, &cur.Value)
+	note, noted := lostReply(ctx, cur.Version)
+	if providers.IsUnanswered(err) && providers.ClassOf(err) == providers.Transient {
+		note, noted = unansweredRefresh{VaultVersion: cur.Version, SentAt: sent}, true
+		l.remember(note)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(lostReplyRetryDelay):
+		}
+		if l.lost(time.Now()) {
+			return nil, err
+		}
+		activity.GetLogger(ctx).Warn("refresh reply lost after the request was sent; asking again with the same refresh token", "error", err.Error())
+		tok, err = p.Refresh(ctx, &cur.Value)
+	}
+	if noted && providers.ClassOf(err) == providers.InvalidGrant {
+		err = fmt.Errorf("the refresh token was rotated by a reply that never arrived (the refresh sent at %s got no answer, and the provider rejected the same token when asked again): %w",
+			note.SentAt.UTC().Format(time.RFC3339), err)
+	}
+	return tok, err
+}
+
+// lostReply returns the note of an earlier attempt whose refresh with the
+// refresh token at vaultVersion got no reply.
+func lostReply(ctx context.Context, vaultVersion int) (unansweredRefresh, bool) {
+	var note unansweredRefresh
+	if !activity.IsActivity(ctx) || !activity.HasHeartbeatDetails(ctx) {
+		return note, false
+	}
+	if err := activity.GetHeartbeatDetails(ctx, &note); err != nil || note.VaultVersion != vaultVersion {
+		return note, false
+	}
+	return note, true
+}
+
 // stillFresh reports whether t has more than half its lifetime left (or
 // an unknown expiry): worth adopting rather than refreshing.
 func stillFresh(t providers.Token, now time.Time) bool {
@@ -326,6 +385,19 @@ func reenrollable(grantType string) bool {
 	return grantType == providers.GrantPassword || grantType == providers.GrantClientCredentials
 }
 
+// revokeProviderAttempts is how many attempts of Revoke ask the provider
+// to revoke; later attempts (Vault was down, or the provider keeps
+// failing) only wipe the secrets, which must happen however long it takes.
+const revokeProviderAttempts = 4
+
+func revokeGaveUpOnProvider(ctx context.Context) bool {
+	if !activity.IsActivity(ctx) || activity.GetInfo(ctx).Attempt <= revokeProviderAttempts {
+		return false
+	}
+	activity.GetLogger(ctx).Warn("revoke: the provider did not confirm after several attempts; wiping the secrets without it")
+	return true
+}
+
 // Revoke revokes a link's token at the provider (where it can) and
 // destroys its secrets. A token the provider no longer knows counts as
 // revoked; only transient failures are retried.
@@ -339,7 +411,7 @@ func (a *Activities) Revoke(ctx context.Context, ref workflows.LinkRef) error {
 		// Never enrolled, or a previous attempt already wiped it.
 	case err != nil:
 		return vaultError("revoke "+ref.LinkID, err)
-	case ok:
+	case ok && !revokeGaveUpOnProvider(ctx):
 		if r, can := p.(providers.Revoker); can {
 			if err := r.Revoke(ctx, &cur.Value); err != nil && !errors.Is(err, providers.ErrUnsupported) {
 				switch providers.ClassOf(err) {

@@ -218,6 +218,32 @@ const heartbeatInterval = 2 * time.Second
 type lease struct {
 	mu    sync.Mutex
 	until time.Time // zero: no limit (no heartbeat timeout, or no client)
+	// details go with every heartbeat: what the next attempt must know
+	// (see lostReply).
+	details []any
+	confirm func()
+}
+
+// remember makes v the heartbeat details of this attempt and sends them
+// at once, synchronously: Temporal hands the last details an attempt
+// recorded to the next attempt.
+func (l *lease) remember(v any) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	l.details = []any{v}
+	confirm := l.confirm
+	l.mu.Unlock()
+	if confirm != nil {
+		confirm()
+	}
+}
+
+func (l *lease) heartbeatDetails() []any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.details
 }
 
 // lost reports whether the attempt has gone too long without confirmed
@@ -272,10 +298,11 @@ func keepAlive(ctx context.Context) (l *lease, stop func()) {
 			sent := time.Now()
 			hctx, cancel := context.WithTimeout(ctx, heartbeatInterval)
 			defer cancel()
-			if err := c.RecordActivityHeartbeat(hctx, info.TaskToken); err == nil {
+			if err := c.RecordActivityHeartbeat(hctx, info.TaskToken, l.heartbeatDetails()...); err == nil {
 				l.extend(sent.Add(half))
 			}
 		}
+		l.confirm = confirm
 	}
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -293,7 +320,7 @@ func keepAlive(ctx context.Context) (l *lease, stop func()) {
 				return
 			case <-t.C:
 				confirm()
-				activity.RecordHeartbeat(ctx)
+				activity.RecordHeartbeat(ctx, l.heartbeatDetails()...)
 			}
 		}
 	}()

@@ -29,6 +29,14 @@ type tokenProxy struct {
 	mu    sync.Mutex
 	reset bool
 	hits  []hit
+	// lose: refresh replies to drop after the provider answered, once per
+	// refresh token (a retry with the same token gets its answer); how:
+	// "cut" (the connection is reset) or "late" (held past the client's
+	// timeout).
+	lose      func(rt string) bool
+	loseHow   string
+	loseDelay time.Duration
+	lost      map[string]bool
 }
 
 type hit struct {
@@ -72,24 +80,68 @@ func (p *tokenProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.hits = append(p.hits, h)
 	reset := p.reset && h.grant == "refresh_token"
+	lose := h.grant == "refresh_token" && p.lose != nil && !p.lost[h.rt] && p.lose(h.rt)
+	if lose {
+		if p.lost == nil {
+			p.lost = map[string]bool{}
+		}
+		p.lost[h.rt] = true
+	}
+	how, delay := p.loseHow, p.loseDelay
 	p.mu.Unlock()
-	if reset {
-		hj, ok := w.(http.Hijacker)
-		if !ok {
-			http.Error(w, "no hijack", http.StatusInternalServerError)
+	switch {
+	case reset:
+		resetConn(w)
+	case lose:
+		// The provider gets the request and acts on it (rotates); its
+		// answer never reaches the engine.
+		rec := httptest.NewRecorder()
+		p.rp.ServeHTTP(rec, r)
+		if how == "late" {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+			}
 			return
 		}
-		conn, _, err := hj.Hijack()
-		if err != nil {
-			return
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // close with RST, not FIN
-		}
-		_ = conn.Close()
+		resetConn(w)
+	default:
+		p.rp.ServeHTTP(w, r)
+	}
+}
+
+// resetConn closes the client's connection with RST, not FIN, without
+// an answer.
+func resetConn(w http.ResponseWriter) {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "no hijack", http.StatusInternalServerError)
 		return
 	}
-	p.rp.ServeHTTP(w, r)
+	conn, _, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = conn.Close()
+}
+
+// loseReplies drops the reply of the next refresh of every refresh token
+// for which which says so, after forwarding the request: "cut" resets the
+// connection, "late" holds the reply for delay (past the client timeout).
+func (p *tokenProxy) loseReplies(which func(rt string) bool, how string, delay time.Duration) {
+	p.mu.Lock()
+	p.lose, p.loseHow, p.loseDelay = which, how, delay
+	p.mu.Unlock()
+}
+
+// lostCount is how many replies were dropped.
+func (p *tokenProxy) lostCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.lost)
 }
 
 func (p *tokenProxy) setReset(on bool) {

@@ -92,7 +92,13 @@ func peerCatalog(peer *oidcpeer.Peer, tokenURL string) string {
 // extraCatalog is appended to the peer's catalog (more providers).
 func newSharedRig(t *testing.T, tokenURL func(*oidcpeer.Peer) string, extraCatalog string, extraSecrets map[string]map[string]string) *rig {
 	t.Helper()
-	peer := oidcpeer.StartT(t, peerOptions)
+	return newSharedRigWith(t, peerOptions, tokenURL, extraCatalog, extraSecrets)
+}
+
+// newSharedRigWith is newSharedRig with a peer of its own options.
+func newSharedRigWith(t *testing.T, opts oidcpeer.Options, tokenURL func(*oidcpeer.Peer) string, extraCatalog string, extraSecrets map[string]map[string]string) *rig {
+	t.Helper()
+	peer := oidcpeer.StartT(t, opts)
 	tu := ""
 	if tokenURL != nil {
 		tu = tokenURL(peer)
@@ -222,7 +228,7 @@ func (r *rig) startWorker(reg *providers.Registry) (stop func()) {
 	if reg == nil {
 		reg = r.Registry
 	}
-	w := worker.New(r.Temporal, &activities.Activities{Providers: reg, Secrets: r.Secrets, Store: r.Store}, sdkworker.Options{})
+	w := worker.New(r.Temporal, &activities.Activities{Providers: reg, Secrets: r.Secrets, Store: r.Store, WebhooksToInternal: true}, sdkworker.Options{})
 	if err := w.Start(); err != nil {
 		r.t.Fatalf("worker: %v", err)
 	}
