@@ -78,9 +78,12 @@ func TestSuspendedLinkServesNoTokenWhenVaultWriteFails(t *testing.T) {
 		}
 		return true
 	})
+	// The workflow answers refresh requests only once the token is cleared
+	// (a caller told reauth_required must not then get the token), which
+	// cannot happen while Vault is cut: the caller hears "retry later".
 	code, errCode, _ := e.gatewayCall(ctx, "POST", "/v1/links/"+id+"/refresh")
-	if code != http.StatusConflict || errCode != gateway.CodeReauthRequired {
-		t.Fatalf("refresh with the grant gone answered %d %q, want 409 %s", code, errCode, gateway.CodeReauthRequired)
+	if code != http.StatusServiceUnavailable || errCode != gateway.CodeRefreshFailed {
+		t.Fatalf("refresh with the grant gone and Vault cut answered %d %q, want 503 %s", code, errCode, gateway.CodeRefreshFailed)
 	}
 	e.WaitFor(ctx, id, "reauth_required", e2e.Status(workflows.StatusReauthRequired))
 	// The point of the test: the suspend did not reach Vault.

@@ -36,7 +36,7 @@ func (l *link) validateRefresh(ctx workflow.Context, req RefreshRequest) error {
 		return NewLinkStatusError(StatusRevoked, "")
 	case l.st.Status == StatusPendingAuthorization || l.st.Status == "":
 		return NewLinkStatusError(StatusPendingAuthorization, "")
-	case l.st.Status == StatusReauthRequired:
+	case l.st.Status == StatusReauthRequired && !l.suspending:
 		return NewLinkStatusError(StatusReauthRequired, l.st.LastError)
 	}
 	return nil

@@ -97,6 +97,9 @@ type link struct {
 
 	revokeRequested *RevokeRequest
 	revokeDone      bool
+	// suspending: the link is reauth_required and its access token is
+	// being cleared from Vault (see needReauth).
+	suspending bool
 	// grantReady: the gateway put fresh grant material in Vault (OAuth
 	// callback or re-authorization). denied: the end-user refused.
 	grantReady bool
@@ -381,7 +384,12 @@ func (l *link) needReauth(ctx workflow.Context, event string) {
 		return
 	}
 	l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
-	l.failPendingRequests()
+	// Until the token is cleared, refresh requests wait rather than hear
+	// reauth_required: a caller told so must not then be served the
+	// token. (The gateway also stops serving once the recorded status
+	// reaches it.)
+	l.suspending = true
+	defer func() { l.suspending = false }()
 	actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, untilDone(ctx)))
 	f := workflow.ExecuteActivity(actx, ActivitySuspend, l.ref())
 	// A revoke meanwhile wipes the token anyway.

@@ -441,7 +441,7 @@ func faultScenario(mode string) func(t *check, h *harness, f *fixture) {
 		f.wire.fault.Store(mode)
 		// The activity retries a few times, then the link is degraded
 		// and the gateway says the provider failed.
-		h.wantRefreshError(t, id, http.StatusBadGateway, tokenwarden.CodeRefreshFailed)
+		h.wantRefreshError(t, id, http.StatusServiceUnavailable, tokenwarden.CodeRefreshFailed)
 		l := h.waitLink(t, id, "degraded", 15*time.Second, isStatus("degraded"))
 		if !strings.Contains(l.LastError, want) {
 			t.Errorf("last_error %q does not name %q", l.LastError, want)
