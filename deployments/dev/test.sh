@@ -12,6 +12,8 @@ say() { echo "test: $*" >&2; }
 began=$SECONDS
 deployments/dev/postgres.sh
 bin=$(deployments/dev/tools.sh | tail -n1)
+# podman, buildah and docker-compose for the deployment checks (apt, once).
+deployments/dev/deploy-tools.sh || say "could not install the deployment tools; their tests will fail"
 
 # A stack left by an interrupted run would hold the ports.
 if [[ -x $stack_dir/teststack ]]; then

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds (once) and caches the tool binaries the dev stack and tests run:
-# the Temporal CLI dev server, HashiCorp Vault and staticcheck, all from the Go module
+# the Temporal CLI dev server, HashiCorp Vault, staticcheck and helm, all from the Go module
 # proxy, keyed by version so a bump rebuilds and a re-run starts in seconds.
 # Prints the directory holding the binaries on its last line.
 set -euo pipefail
 
 TEMPORAL_CLI_VERSION=${TEMPORAL_CLI_VERSION:-v1.5.1}
 STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
+HELM_VERSION=${HELM_VERSION:-v3.22.0}
 VAULT_VERSION=${VAULT_VERSION:-v1.21.0}
 CACHE=${TOKENWARDEN_CACHE:-$HOME/.cache/tokenwarden}
 BIN="$CACHE/bin"
@@ -85,7 +86,18 @@ if [[ ! -x $staticcheck_bin ]]; then
   rm -rf "$tmp"
 fi
 
+helm_bin="$BIN/helm-$HELM_VERSION"
+if [[ ! -x $helm_bin ]]; then
+  say "building helm $HELM_VERSION from the Go module proxy (first run only, a few minutes)"
+  tmp=$(mktemp -d)
+  build_with_progress "helm $HELM_VERSION" "$CACHE/helm-build.log" \
+    env GOBIN="$tmp" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$tmp/helm" "$helm_bin"
+  rm -rf "$tmp"
+fi
+
 ln -sf "$staticcheck_bin" "$BIN/staticcheck"
+ln -sf "$helm_bin" "$BIN/helm"
 ln -sf "$temporal_bin" "$BIN/temporal"
 ln -sf "$vault_bin" "$BIN/vault"
 echo "$BIN"
