@@ -216,11 +216,12 @@ func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	if err != nil {
 		return workflows.TokenInfo{}, vaultError("refresh "+ref.LinkID, err)
 	}
-	if in.KnownVersion > 0 && cur.Version > in.KnownVersion && stillFresh(cur.Value, a.now()) {
-		// An earlier attempt of this activity stored a fresh token and
-		// died before reporting it: adopt it instead of spending the
-		// rotated refresh token again. (A newer token that is itself near
-		// expiry is refreshed, with its own refresh token.)
+	if in.KnownVersion > 0 && cur.Version > in.KnownVersion {
+		// An earlier attempt of this activity stored a token and died (or
+		// lost Temporal) before reporting it: adopt it, never spend the
+		// rotated refresh token again in this attempt. Even one close to
+		// expiry: that refresh happened at the provider and counts as one;
+		// the workflow schedules the next at once if it must.
 		return a.info(cur.Value, cur.Version, entry, true), nil
 	}
 
@@ -340,18 +341,6 @@ func lostReply(ctx context.Context, vaultVersion int) (unansweredRefresh, bool) 
 		return note, false
 	}
 	return note, true
-}
-
-// stillFresh reports whether t has more than half its lifetime left (or
-// an unknown expiry): worth adopting rather than refreshing.
-func stillFresh(t providers.Token, now time.Time) bool {
-	if t.Expiry.IsZero() {
-		return true
-	}
-	if t.IssuedAt.IsZero() || !t.Expiry.After(t.IssuedAt) {
-		return t.Expiry.After(now)
-	}
-	return t.Expiry.Sub(now) > t.Expiry.Sub(t.IssuedAt)/2
 }
 
 // exchangeStored obtains a token from the link's stored grant material.

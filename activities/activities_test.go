@@ -206,6 +206,25 @@ func TestRefreshAdoptsANewerStoredToken(t *testing.T) {
 	assert.Equal(t, info.VaultVersion+1, adopted.VaultVersion)
 }
 
+// TestRefreshAdoptsANewerStoredTokenNearExpiry: the stored token an
+// earlier attempt left is adopted even when little of its life is left
+// (a retry after a Temporal outage comes late): that refresh happened at
+// the provider and counts once; refreshing again here made the provider
+// see two refreshes where the link counted one (the soak caught it).
+func TestRefreshAdoptsANewerStoredTokenNearExpiry(t *testing.T) {
+	p := &fakeProvider{expiresIn: 10 * time.Second, rotate: true}
+	f := newFixture(t, p)
+	info := f.enroll(t, providers.GrantAuthorizationCode, providers.Grant{})
+	_, err := f.refresh(info.VaultVersion, providers.GrantAuthorizationCode)
+	require.NoError(t, err)
+	calls := p.refreshes
+	f.acts.Now = func() time.Time { return time.Now().Add(8 * time.Second) }
+	adopted, err := f.refresh(info.VaultVersion, providers.GrantAuthorizationCode)
+	require.NoError(t, err)
+	assert.Equal(t, calls, p.refreshes, "no provider call")
+	assert.Equal(t, info.VaultVersion+1, adopted.VaultVersion)
+}
+
 func TestInvalidGrantAfterALostRaceIsNotADeadLink(t *testing.T) {
 	p := &fakeProvider{expiresIn: time.Hour}
 	f := newFixture(t, p)
