@@ -205,6 +205,44 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 // write uses the rotated token, never the spent one; and a stored version
 // newer than the workflow knows is adopted instead of refreshed again.
 func (a *Activities) Refresh(ctx context.Context, in workflows.RefreshInput) (workflows.TokenInfo, error) {
+	info, err := a.refresh(ctx, in)
+	if err == nil && in.Record != nil {
+		info.Recorded = a.recordRefresh(ctx, *in.Record, info)
+	}
+	return info, err
+}
+
+// auditWriteTimeout bounds the refresh activity's own audit write: a slow
+// or unreachable PostgreSQL leaves the record to the workflow (in the
+// background), never delays the refresh's answer for long.
+const auditWriteTimeout = 3 * time.Second
+
+// recordRefresh completes the transition the workflow planned for a
+// successful refresh and writes it, reporting whether it was written.
+func (a *Activities) recordRefresh(ctx context.Context, t workflows.Transition, info workflows.TokenInfo) bool {
+	t.At = a.now()
+	t.Type = recordedType(t.Type, info.Reenrolled)
+	t.State = t.State.Refreshed(info, t.Seq)
+	t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
+	wctx, cancel := context.WithTimeout(ctx, auditWriteTimeout)
+	defer cancel()
+	if err := a.RecordTransition(wctx, t); err != nil {
+		activity.GetLogger(ctx).Warn("audit record of the refresh not written; the workflow records it", "link", t.LinkID, "error", err.Error())
+		return false
+	}
+	return true
+}
+
+// recordedType is the planned event type, or "reenrolled" when
+// the refresh had to enroll again from stored credentials.
+func recordedType(planned string, reenrolled bool) string {
+	if reenrolled {
+		return "reenrolled"
+	}
+	return planned
+}
+
+func (a *Activities) refresh(ctx context.Context, in workflows.RefreshInput) (workflows.TokenInfo, error) {
 	lease, stop := keepAlive(ctx)
 	defer stop()
 	ref := in.LinkRef

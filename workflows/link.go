@@ -97,6 +97,8 @@ type link struct {
 
 	revokeRequested *RevokeRequest
 	revokeDone      bool
+	// shown: the search attributes last upserted.
+	shown searchAttributes
 	// suspending: the link is reauth_required and its access token is
 	// being cleared from Vault (see needReauth).
 	suspending bool
@@ -266,19 +268,28 @@ func (l *link) continueAsNewV0(ctx workflow.Context) error {
 	return workflow.NewContinueAsNewError(ctx, Link, p)
 }
 
+// due is when the next refresh attempt is: the schedule's, or a degraded
+// link's backoff.
+func (l *link) due(now time.Time) time.Time {
+	if l.st.Status != StatusDegraded {
+		return l.st.ScheduledRefresh(l.p.LinkID, now)
+	}
+	if l.st.RetryNotBefore.After(now) {
+		return l.st.RetryNotBefore
+	}
+	return now.Add(minWait)
+}
+
 // sleepUntilDue waits for the next refresh, or for a message.
 func (l *link) sleepUntilDue(ctx workflow.Context) {
 	now := workflow.Now(ctx)
-	var due time.Time
-	if l.st.Status == StatusDegraded {
-		due = l.st.RetryNotBefore
-		if !due.After(now) {
-			due = now.Add(minWait)
-		}
-	} else {
-		due = NextRefresh(l.st.Schedule, now, l.st.ObtainedAt, l.st.ExpiresAt, l.st.RefreshExpiry, seedFor(l.p.LinkID, l.st.Seq))
+	due := l.due(now)
+	stale := !due.Equal(l.st.NextRefreshAt)
+	if l.lean(ctx) {
+		// A lean refresh leaves the upsert to here: one per cycle.
+		stale = stale || l.shown != searchAttributes{status: l.st.Status, next: due, expires: l.st.ExpiresAt}
 	}
-	if !due.Equal(l.st.NextRefreshAt) {
+	if stale {
 		l.st.NextRefreshAt = due
 		l.upsertSearchAttributes(ctx)
 	}
@@ -311,64 +322,6 @@ func (l *link) cancelled(ctx workflow.Context) error {
 		_ = l.revoke(dctx)
 	}
 	return temporal.NewCanceledError()
-}
-
-// refresh makes one refresh attempt (with the activity's own retries) and
-// settles every request that was waiting when it started.
-func (l *link) refresh(ctx workflow.Context) {
-	l.attempts++
-	attempt := l.attempts
-	from := l.st.Status
-	l.transition(ctx, StatusRefreshing, "refresh_started", "")
-
-	var info TokenInfo
-	err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivityRefresh,
-		RefreshInput{LinkRef: l.ref(), KnownVersion: l.st.VaultVersion}).Get(ctx, &info)
-	l.cycles++
-	defer func() { l.settleWaiters(attempt, err) }()
-	if err == nil {
-		l.adopt(info)
-		l.st.Refreshes++
-		l.st.Failures = 0
-		l.st.RetryNotBefore = time.Time{}
-		l.st.LastError = ""
-		event := "refreshed"
-		if info.Reenrolled {
-			event = "reenrolled"
-		} else if from == StatusDegraded {
-			event = "recovered"
-		}
-		l.transition(ctx, StatusActive, event, "")
-		return
-	}
-
-	l.st.LastError = errorMessage(err)
-	l.st.Failures++
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		switch appErr.Type() {
-		case ErrTypeInvalidGrant, ErrTypePermanent:
-			l.needReauth(ctx, "reauth_required")
-			return
-		case ErrTypeConfig:
-			l.transition(ctx, StatusFailed, "failed", l.st.LastError)
-			return
-		}
-	}
-	if ctx.Err() != nil {
-		// Cancelled mid-refresh: the link is being revoked, not degraded.
-		return
-	}
-	// Transient: the provider (or Vault) is struggling. Keep the token
-	// we have and try again after a backoff, or after the provider's
-	// Retry-After if it asked for longer.
-	now := workflow.Now(ctx)
-	wait := Backoff(l.st.Failures, now, l.st.ExpiresAt)
-	if appErr != nil && appErr.NextRetryDelay() > wait {
-		wait = appErr.NextRetryDelay()
-	}
-	l.st.RetryNotBefore = now.Add(wait)
-	l.transition(ctx, StatusDegraded, "refresh_failed", l.st.LastError)
 }
 
 // needReauth parks a link whose grant the provider rejected. Callers hear
@@ -469,31 +422,29 @@ func (l *link) revoke(ctx workflow.Context) error {
 }
 
 // adopt takes the metadata of a freshly stored token.
-func (l *link) adopt(info TokenInfo) {
-	l.st.VaultVersion = info.VaultVersion
-	l.st.ObtainedAt = info.ObtainedAt
-	l.st.ExpiresAt = info.ExpiresAt
-	l.st.ExpirySource = info.ExpirySource
-	l.st.RefreshExpiry = info.RefreshExpiry
-	l.st.Scopes = info.Scopes
-	l.st.TokenType = info.TokenType
-	l.st.Metadata = info.Metadata
-	l.st.Schedule = info.Schedule
-}
+func (l *link) adopt(info TokenInfo) { l.st.Adopt(info) }
 
 // transition moves the link to status to, mirrors it into the search
 // attributes and records it in the audit trail, in the background.
 func (l *link) transition(ctx workflow.Context, to Status, event, detail string) {
+	t := l.advance(ctx, to, event, detail)
+	l.upsertSearchAttributes(ctx)
+	l.record(ctx, t)
+	l.webhook(ctx, t)
+}
+
+// advance moves the link to status to and returns the transition to
+// record.
+func (l *link) advance(ctx workflow.Context, to Status, event, detail string) Transition {
 	from := l.st.Status
 	l.st.Status = to
 	l.st.Seq++
 	if to != StatusActive && to != StatusDegraded {
 		l.st.NextRefreshAt = time.Time{}
 	}
-	l.upsertSearchAttributes(ctx)
-	t := Transition{
+	return Transition{
 		LinkRef: l.ref(),
-		EventID: fmt.Sprintf("%s/%d", WorkflowID(l.p.TenantID, l.p.LinkID), l.st.Seq),
+		EventID: l.eventID(l.st.Seq),
 		Seq:     l.st.Seq,
 		Type:    event,
 		From:    from,
@@ -502,8 +453,10 @@ func (l *link) transition(ctx workflow.Context, to Status, event, detail string)
 		State:   l.st,
 		Detail:  detail,
 	}
-	l.record(ctx, t)
-	l.webhook(ctx, t)
+}
+
+func (l *link) eventID(seq int64) string {
+	return fmt.Sprintf("%s/%d", WorkflowID(l.p.TenantID, l.p.LinkID), seq)
 }
 
 func (l *link) upsertSearchAttributes(ctx workflow.Context) {
@@ -519,6 +472,13 @@ func (l *link) upsertSearchAttributes(ctx workflow.Context) {
 	// Upserting only fails for unregistered attributes, a deployment
 	// mistake that the worker's start-up check reports.
 	_ = workflow.UpsertTypedSearchAttributes(ctx, updates...)
+	l.shown = searchAttributes{status: l.st.Status, next: l.st.NextRefreshAt, expires: l.st.ExpiresAt}
+}
+
+// searchAttributes are the values last upserted.
+type searchAttributes struct {
+	status        Status
+	next, expires time.Time
 }
 
 // activityOptions are those of the provider-calling activities. They

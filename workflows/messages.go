@@ -132,6 +132,38 @@ type State struct {
 	Runs int `json:"runs"`
 }
 
+// Adopt takes the metadata of a freshly stored token.
+func (st *State) Adopt(info TokenInfo) {
+	st.VaultVersion = info.VaultVersion
+	st.ObtainedAt = info.ObtainedAt
+	st.ExpiresAt = info.ExpiresAt
+	st.ExpirySource = info.ExpirySource
+	st.RefreshExpiry = info.RefreshExpiry
+	st.Scopes = info.Scopes
+	st.TokenType = info.TokenType
+	st.Metadata = info.Metadata
+	st.Schedule = info.Schedule
+}
+
+// Refreshed is st after a successful refresh recorded as transition seq.
+func (st State) Refreshed(info TokenInfo, seq int64) State {
+	st.Adopt(info)
+	st.Status = StatusActive
+	st.Seq = seq
+	st.Refreshes++
+	st.Failures = 0
+	st.RetryNotBefore = time.Time{}
+	st.LastError = ""
+	return st
+}
+
+// ScheduledRefresh is when a link in state st refreshes next, as its
+// workflow computes it (see NextRefresh; the jitter's seed is the link and
+// its sequence number).
+func (st State) ScheduledRefresh(linkID string, now time.Time) time.Time {
+	return NextRefresh(st.Schedule, now, st.ObtainedAt, st.ExpiresAt, st.RefreshExpiry, seedFor(linkID, st.Seq))
+}
+
 // RefreshRequest is the input of UpdateRefresh.
 type RefreshRequest struct {
 	// MinValidUntil: refresh unless the current token is valid until then.
@@ -182,6 +214,9 @@ type RefreshInput struct {
 	// KnownVersion is the Vault version the workflow last saw; a newer one
 	// means someone else already refreshed (a lost race, not a dead link).
 	KnownVersion int `json:"known_version"`
+	// Record, when set, is the transition a successful refresh records;
+	// the activity completes and writes it (see refresh.go).
+	Record *Transition `json:"record,omitempty"`
 }
 
 // TokenInfo is what Enroll, PollDevice and Refresh return: metadata about
@@ -200,6 +235,8 @@ type TokenInfo struct {
 	// Reenrolled: the refresh token was dead and the activity enrolled
 	// again from stored credentials (password or client credentials).
 	Reenrolled bool `json:"reenrolled,omitempty"`
+	// Recorded: the activity wrote RefreshInput.Record to the audit trail.
+	Recorded bool `json:"recorded,omitempty"`
 }
 
 // DevicePoll is the PollDevice activity's answer: Pending (keep polling
