@@ -476,6 +476,18 @@ func (a *Activities) Suspend(ctx context.Context, ref workflows.LinkRef) error {
 	return nil
 }
 
+// RecordTransitions writes the transitions a link's run carried in from
+// the previous run, each as RecordTransition does (idempotent, never
+// rolling a link back), stopping at the first failure.
+func (a *Activities) RecordTransitions(ctx context.Context, ts []workflows.Transition) error {
+	for _, t := range ts {
+		if err := a.RecordTransition(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // RecordTransition writes a transition to the audit trail and the links
 // table in one transaction. The event ID makes it idempotent, and the
 // sequence number keeps a delayed write from rolling the link back.

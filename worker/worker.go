@@ -25,12 +25,13 @@ func Register(r sdkworker.Registry, a *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.Link, workflow.RegisterOptions{Name: "Link"})
 	r.RegisterWorkflowWithOptions(workflows.WebhookDelivery, workflow.RegisterOptions{Name: workflows.WorkflowWebhook})
 	for name, fn := range map[string]any{
-		workflows.ActivityEnroll:     a.Enroll,
-		workflows.ActivityPollDevice: a.PollDevice,
-		workflows.ActivityRefresh:    a.Refresh,
-		workflows.ActivityRevoke:     a.Revoke,
-		workflows.ActivitySuspend:    a.Suspend,
-		workflows.ActivityRecord:     a.RecordTransition,
+		workflows.ActivityEnroll:      a.Enroll,
+		workflows.ActivityPollDevice:  a.PollDevice,
+		workflows.ActivityRefresh:     a.Refresh,
+		workflows.ActivityRevoke:      a.Revoke,
+		workflows.ActivitySuspend:     a.Suspend,
+		workflows.ActivityRecord:      a.RecordTransition,
+		workflows.ActivityRecordBatch: a.RecordTransitions,
 
 		workflows.ActivityWebhookSubscribed: a.WebhookSubscribed,
 		workflows.ActivityDeliverWebhook:    a.DeliverWebhook,

@@ -1,11 +1,13 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -150,9 +152,16 @@ func TestAuditOutageNeverDelaysTheBoundary(t *testing.T) {
 
 	s2 := newSuite(t, 5*time.Minute)
 	s2.f.version = next.State.VaultVersion
+	batches := 0
+	s2.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivityRecordBatch {
+			batches++
+		}
+	})
 	s2.revokeAt(time.Minute)
 	s2.env.ExecuteWorkflow(Link, next)
 	require.NoError(t, s2.env.GetWorkflowError())
+	require.Equal(t, 1, batches, "the carried records go in one activity, not one each")
 	recs := s2.f.sortedRecords()
 	for i, r := range recs {
 		require.Equal(t, int64(i+1), r.Seq, "audit trail seq 1..N, no gap, no duplicate")

@@ -182,6 +182,14 @@ func newSuite(t *testing.T, lifetime time.Duration) *suite {
 	env.RegisterActivityWithOptions(f.Revoke, activity.RegisterOptions{Name: ActivityRevoke})
 	env.RegisterActivityWithOptions(f.Suspend, activity.RegisterOptions{Name: ActivitySuspend})
 	env.RegisterActivityWithOptions(f.RecordTransition, activity.RegisterOptions{Name: ActivityRecord})
+	env.RegisterActivityWithOptions(func(ctx context.Context, ts []Transition) error {
+		for _, t := range ts {
+			if err := f.RecordTransition(ctx, t); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, activity.RegisterOptions{Name: ActivityRecordBatch})
 	// No tenant here has a webhook (webhooks_test.go covers those).
 	env.RegisterActivityWithOptions(func(context.Context, WebhookCheck) (bool, error) { return false, nil },
 		activity.RegisterOptions{Name: ActivityWebhookSubscribed})

@@ -40,6 +40,9 @@ const (
 	ActivityRevoke     = "Revoke"
 	ActivitySuspend    = "Suspend"
 	ActivityRecord     = "RecordTransition"
+	// ActivityRecordBatch records the transitions a run carried in from
+	// the previous one (see records.go), in one activity.
+	ActivityRecordBatch = "RecordTransitions"
 	// ActivityWebhookSubscribed asks whether the tenant's webhook wants
 	// an event type; ActivityDeliverWebhook delivers one event.
 	ActivityWebhookSubscribed = "WebhookSubscribed"

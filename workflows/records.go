@@ -47,11 +47,32 @@ func (l *link) record(ctx workflow.Context, t Transition) {
 	})
 }
 
+// recordBatch writes ts to the audit trail in the background, in one
+// activity.
+func (l *link) recordBatch(ctx workflow.Context, ts []Transition) {
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, recordOptions), ActivityRecordBatch, ts)
+	l.unrecorded = append(l.unrecorded, ts...)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if f.Get(ctx, nil) == nil {
+			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool {
+				return slices.ContainsFunc(ts, func(t Transition) bool { return t.Seq == u.Seq })
+			})
+		}
+	})
+}
+
 // resumeCarried records what the previous run could not, and hands its
 // webhook events on, before this run does anything else.
 func (l *link) resumeCarried(ctx workflow.Context) {
 	unrecorded, unhooked := l.p.Unrecorded, l.p.Unhooked
 	l.p.Unrecorded, l.p.Unhooked = nil, nil
+	if len(unrecorded) > 0 && workflow.GetVersion(ctx, "batch-carried-records", workflow.DefaultVersion, 1) >= 1 {
+		// One activity for all of them: a long outage carries many, and
+		// one activity per record at every run start would be a storm
+		// of failing attempts while the database is still down.
+		l.recordBatch(ctx, unrecorded)
+		unrecorded = nil
+	}
 	for _, t := range unrecorded {
 		l.record(ctx, t)
 	}
