@@ -516,6 +516,9 @@ func (a *Activities) RecordTransition(ctx context.Context, t workflows.Transitio
 	if !t.State.ExpiresAt.IsZero() {
 		detail["expires_at"] = t.State.ExpiresAt
 	}
+	if !t.ScheduledFor.IsZero() {
+		detail["scheduled_for"] = t.ScheduledFor
+	}
 	ev := store.Event{
 		ID:         t.EventID,
 		TenantID:   t.TenantID,

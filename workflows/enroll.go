@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -40,7 +41,8 @@ func (l *link) awaitConsent(ctx workflow.Context) (bool, workflow.CancelFunc) {
 	deadline := workflow.Now(ctx).Add(l.p.AuthorizationTimeout)
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
 	timedOut := false
-	timer := workflow.NewTimer(timerCtx, l.p.AuthorizationTimeout)
+	timer := workflow.NewTimerWithOptions(timerCtx, l.p.AuthorizationTimeout,
+		workflow.TimerOptions{Summary: "wait for the end-user's consent until " + clock(deadline)})
 	for !l.grantReady && l.revokeRequested == nil && l.denied == nil && !timedOut && ctx.Err() == nil {
 		sel := workflow.NewSelector(ctx)
 		sel.AddFuture(timer, func(f workflow.Future) { timedOut = f.Get(ctx, nil) == nil })
@@ -111,7 +113,7 @@ func (l *link) pollDevice(ctx workflow.Context) {
 func (l *link) pause(ctx workflow.Context, d time.Duration) {
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
 	defer cancelTimer()
-	timer := workflow.NewTimer(timerCtx, d)
+	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: fmt.Sprintf("poll the device flow again in %s", d)})
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(timer, func(workflow.Future) {})
 	l.addSignals(ctx, sel)

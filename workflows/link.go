@@ -294,7 +294,8 @@ func (l *link) sleepUntilDue(ctx workflow.Context) {
 		l.upsertSearchAttributes(ctx)
 	}
 	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	timer := workflow.NewTimer(timerCtx, due.Sub(now))
+	l.showDetails(ctx)
+	timer := workflow.NewTimerWithOptions(timerCtx, due.Sub(now), workflow.TimerOptions{Summary: l.timerSummary()})
 	fired := false
 	sel := workflow.NewSelector(ctx)
 	sel.AddFuture(timer, func(f workflow.Future) { fired = f.Get(ctx, nil) == nil })
@@ -428,6 +429,7 @@ func (l *link) adopt(info TokenInfo) { l.st.Adopt(info) }
 // attributes and records it in the audit trail, in the background.
 func (l *link) transition(ctx workflow.Context, to Status, event, detail string) {
 	t := l.advance(ctx, to, event, detail)
+	l.showDetails(ctx)
 	l.upsertSearchAttributes(ctx)
 	l.record(ctx, t)
 	l.webhook(ctx, t)

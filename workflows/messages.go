@@ -265,4 +265,7 @@ type Transition struct {
 	At      time.Time `json:"at"`
 	State   State     `json:"state"`
 	Detail  string    `json:"detail,omitempty"`
+	// ScheduledFor is, for a refresh the link's timer started, when it
+	// was due: At minus ScheduledFor is the refresh's lag.
+	ScheduledFor time.Time `json:"scheduled_for,omitzero"`
 }

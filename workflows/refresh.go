@@ -57,7 +57,7 @@ func (l *link) refresh(ctx workflow.Context) {
 func (l *link) plannedRecord(ctx workflow.Context, from Status) *Transition {
 	seq := l.st.Seq + 1
 	return &Transition{LinkRef: l.ref(), EventID: l.eventID(seq), Seq: seq, Type: refreshEvent(from, false),
-		From: from, To: StatusActive, At: workflow.Now(ctx), State: l.st}
+		From: from, To: StatusActive, At: workflow.Now(ctx), State: l.st, ScheduledFor: l.st.NextRefreshAt}
 }
 
 func refreshEvent(from Status, reenrolled bool) string {
@@ -72,6 +72,7 @@ func refreshEvent(from Status, reenrolled bool) string {
 
 // refreshed adopts the token a refresh stored.
 func (l *link) refreshed(ctx workflow.Context, from Status, info TokenInfo, lean bool) {
+	scheduled := l.st.NextRefreshAt
 	// The state the activity recorded (State.Refreshed), but for the
 	// status and sequence number, which the transition sets.
 	st := l.st.Refreshed(info, l.st.Seq)
@@ -87,6 +88,7 @@ func (l *link) refreshed(ctx workflow.Context, from Status, info TokenInfo, lean
 	// same sequence number); the record carries it too.
 	l.st.NextRefreshAt = l.due(workflow.Now(ctx))
 	t.State.NextRefreshAt = l.st.NextRefreshAt
+	t.ScheduledFor = scheduled
 	if !info.Recorded {
 		l.record(ctx, t)
 	}
