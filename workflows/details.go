@@ -67,3 +67,10 @@ func operatorAction(st Status) string {
 }
 
 func clock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
+
+// StaticSummary is the one line the Temporal UI shows for a link's
+// workflow from its start: what the link is. No secret: the user
+// reference is the caller's own identifier of its end-user.
+func StaticSummary(tenant, linkID, provider, grant, user string) string {
+	return fmt.Sprintf("%s link %s of %s (tenant %s, user %s)", provider, linkID, grant, tenant, user)
+}

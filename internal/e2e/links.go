@@ -73,6 +73,7 @@ func (l Linker) CreateLink(ctx context.Context, provider, grantType string, g pr
 		ID:                       workflows.WorkflowID(Tenant, id),
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		StaticSummary:            workflows.StaticSummary(Tenant, id, provider, grantType, "alice"),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.TenantKey.ValueSet(Tenant), workflows.ProviderKey.ValueSet(provider),
 			workflows.LinkIDKey.ValueSet(id), workflows.StatusKey.ValueSet("pending")),
