@@ -254,13 +254,17 @@ func (a *Activities) refresh(ctx context.Context, in workflows.RefreshInput) (wo
 	if err != nil {
 		return workflows.TokenInfo{}, vaultError("refresh "+ref.LinkID, err)
 	}
+	// An earlier attempt of this activity stored a token and died (or lost
+	// Temporal) before reporting it: that refresh happened at the provider
+	// and counts. A token still fresh is adopted as it is; one short of
+	// life is refreshed on, with its own (rotated) refresh token, and the
+	// answer counts both refreshes.
+	earlier := 0
 	if in.KnownVersion > 0 && cur.Version > in.KnownVersion {
-		// An earlier attempt of this activity stored a token and died (or
-		// lost Temporal) before reporting it: adopt it, never spend the
-		// rotated refresh token again in this attempt. Even one close to
-		// expiry: that refresh happened at the provider and counts as one;
-		// the workflow schedules the next at once if it must.
-		return a.info(cur.Value, cur.Version, entry, true), nil
+		if stillFresh(cur.Value, a.now()) {
+			return a.info(cur.Value, cur.Version, entry, true), nil
+		}
+		earlier = 1
 	}
 
 	// The one-refresher rule (see lease): no token request from an
@@ -318,6 +322,7 @@ func (a *Activities) refresh(ctx context.Context, in workflows.RefreshInput) (wo
 		activity.GetLogger(ctx).Warn("heartbeat lease lost after the provider answered; storing the token with check-and-set", "link", ref.LinkID)
 	}
 	info, err := a.store(ctx, ref, p, entry, tok, cur.Version, sent, "")
+	info.Refreshes = 1 + earlier
 	info.Reenrolled = reenrolled
 	info.Rotated = tok.RefreshToken != "" && tok.RefreshToken != cur.Value.RefreshToken
 	return info, err
@@ -379,6 +384,18 @@ func lostReply(ctx context.Context, vaultVersion int) (unansweredRefresh, bool) 
 		return note, false
 	}
 	return note, true
+}
+
+// stillFresh reports whether t has more than half its lifetime left (or
+// an unknown expiry): worth adopting as it is rather than refreshing on.
+func stillFresh(t providers.Token, now time.Time) bool {
+	if t.Expiry.IsZero() {
+		return true
+	}
+	if t.IssuedAt.IsZero() || !t.Expiry.After(t.IssuedAt) {
+		return t.Expiry.After(now)
+	}
+	return t.Expiry.Sub(now) > t.Expiry.Sub(t.IssuedAt)/2
 }
 
 // exchangeStored obtains a token from the link's stored grant material.

@@ -207,10 +207,10 @@ func TestRefreshAdoptsANewerStoredToken(t *testing.T) {
 }
 
 // TestRefreshAdoptsANewerStoredTokenNearExpiry: the stored token an
-// earlier attempt left is adopted even when little of its life is left
-// (a retry after a Temporal outage comes late): that refresh happened at
-// the provider and counts once; refreshing again here made the provider
-// see two refreshes where the link counted one (the soak caught it).
+// earlier attempt left, short of life (a retry after a Temporal outage
+// comes late), is refreshed on, and the answer counts both refreshes:
+// counting one made the provider see two refreshes where the link counted
+// one (the soak caught it).
 func TestRefreshAdoptsANewerStoredTokenNearExpiry(t *testing.T) {
 	p := &fakeProvider{expiresIn: 10 * time.Second, rotate: true}
 	f := newFixture(t, p)
@@ -219,10 +219,11 @@ func TestRefreshAdoptsANewerStoredTokenNearExpiry(t *testing.T) {
 	require.NoError(t, err)
 	calls := p.refreshes
 	f.acts.Now = func() time.Time { return time.Now().Add(8 * time.Second) }
-	adopted, err := f.refresh(info.VaultVersion, providers.GrantAuthorizationCode)
+	got, err := f.refresh(info.VaultVersion, providers.GrantAuthorizationCode)
 	require.NoError(t, err)
-	assert.Equal(t, calls, p.refreshes, "no provider call")
-	assert.Equal(t, info.VaultVersion+1, adopted.VaultVersion)
+	assert.Equal(t, calls+1, p.refreshes, "refreshed on from the stored token")
+	assert.Equal(t, info.VaultVersion+2, got.VaultVersion)
+	assert.Equal(t, 2, got.Refreshes, "both refreshes counted")
 }
 
 func TestInvalidGrantAfterALostRaceIsNotADeadLink(t *testing.T) {

@@ -153,7 +153,7 @@ func (st State) Refreshed(info TokenInfo, seq int64) State {
 	st.Adopt(info)
 	st.Status = StatusActive
 	st.Seq = seq
-	st.Refreshes++
+	st.Refreshes += max(info.Refreshes, 1)
 	st.Failures = 0
 	st.RetryNotBefore = time.Time{}
 	st.LastError = ""
@@ -240,6 +240,10 @@ type TokenInfo struct {
 	Reenrolled bool `json:"reenrolled,omitempty"`
 	// Recorded: the activity wrote RefreshInput.Record to the audit trail.
 	Recorded bool `json:"recorded,omitempty"`
+	// Refreshes is how many refreshes at the provider this answer stands
+	// for: 2 when the activity found a token an earlier attempt had
+	// refreshed and stored, and refreshed on from it; 0 means 1.
+	Refreshes int `json:"refreshes,omitempty"`
 }
 
 // DevicePoll is the PollDevice activity's answer: Pending (keep polling
