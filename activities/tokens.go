@@ -169,6 +169,8 @@ func providerError(op string, err error) error {
 		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeInvalidGrant, nil)
 	case providers.Permanent:
 		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypePermanent, nil)
+	case providers.Misconfigured:
+		return temporal.NewNonRetryableApplicationError(msg, workflows.ErrTypeConfig, nil)
 	case providers.RateLimited:
 		opts := temporal.ApplicationErrorOptions{}
 		if pe != nil && pe.RetryAfter > 0 {

@@ -47,6 +47,7 @@ func stack(b *testing.B) (*e2e.Stack, string, *atomic.Int64) {
     client_id: bench
     client_secret: {vault: "providers/bench#client_secret"}
     grants: [client_credentials]
+    forced_refresh_interval: 0s
 `, srv.URL+"/token"),
 		Gateway: gateway.Config{RateLimit: 1e9, RateBurst: 1 << 30},
 	})

@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -63,6 +66,10 @@ var (
 		Message: "This sign-in link expired before you finished. Start the connection again from the application."}
 	pageMissingCode = page{Title: "Sign-in incomplete",
 		Message: "The provider sent you back without an authorization code. Start the connection again from the application."}
+	pageOtherBrowser = page{Title: "Sign-in started elsewhere",
+		Message: "This sign-in was started in another browser (or this browser's cookies were blocked or cleared). Finish it in the browser where you started, or start the connection again from the application."}
+	pageStarted = page{Title: "Sign-in link already opened",
+		Message: "This sign-in link was already opened. Continue in the window where it was first opened, or start the connection again from the application."}
 	pageLinkGone = page{Title: "Connection no longer waiting",
 		Message: "This connection is no longer waiting for your approval (it expired or was cancelled). Start it again from the application."}
 	pageUnavailable = page{Title: "Temporarily unavailable",
@@ -87,36 +94,146 @@ func (s *Server) renderPage(c *gin.Context, status int, p page) {
 	c.Abort()
 }
 
+// StartPath is the gateway page that authorization_url points to for
+// providers with redirect_state: path: GET StartPath/<state> binds the
+// flow to the browser with a cookie and redirects to the provider.
+const StartPath = "/v1/oauth/start"
+
+// bindingCookie is the cookie that binds a path-state flow to the browser
+// that opened its start page. It is scoped to that flow's callback path,
+// so that flows in one browser do not share it.
+const bindingCookie = "tw_oauth_binding"
+
+// boundStates is what path-state flows need from the store (*store.Store
+// has it; a store without it serves query-state flows only).
+type boundStates interface {
+	StartOAuthState(ctx context.Context, state, binding string, now time.Time) (store.OAuthState, error)
+	ConsumeBoundOAuthState(ctx context.Context, state, binding string, now time.Time) (store.OAuthState, error)
+}
+
+// stateErrorPage is the page for a state the store refused.
+func stateErrorPage(err error) (page, bool) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return pageUnknownState, true
+	case errors.Is(err, store.ErrStateUsed):
+		return pageUsedState, true
+	case errors.Is(err, store.ErrStateExpired):
+		return pageExpiredState, true
+	case errors.Is(err, store.ErrStateStarted):
+		return pageStarted, true
+	case errors.Is(err, store.ErrStateBrowser):
+		return pageOtherBrowser, true
+	}
+	return page{}, false
+}
+
+// callbackCookiePath is the path of state's callback as the browser
+// sees it (PublicURL may carry a path prefix): the binding cookie goes
+// there and nowhere else.
+func (s *Server) callbackCookiePath(state string) string {
+	p := CallbackPath
+	if u, err := url.Parse(s.callback); err == nil && u.Path != "" {
+		p = u.Path
+	}
+	return p + "/" + state
+}
+
+// oauthStart is the authorization URL of a path-state flow: it binds
+// the flow to this browser (once per state: whoever opens it first) and
+// sends the browser on to the provider. The callback then wants the
+// cookie as well as the state in its path, so a consent URL forwarded to
+// another person's browser cannot complete the link.
+func (s *Server) oauthStart(c *gin.Context) {
+	ctx := c.Request.Context()
+	state := c.Param("state")
+	bs, ok := s.store.(boundStates)
+	if state == "" || len(state) > maxStateLen || !ok {
+		s.renderPage(c, http.StatusBadRequest, pageMissingState)
+		return
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		s.callbackFailed(c, "browser binding", err)
+		return
+	}
+	binding := base64.RawURLEncoding.EncodeToString(b[:])
+	st, err := bs.StartOAuthState(ctx, state, binding, s.now())
+	if err != nil {
+		if p, ok := stateErrorPage(err); ok {
+			s.renderPage(c, http.StatusBadRequest, p)
+			return
+		}
+		s.callbackFailed(c, "start oauth state", err)
+		return
+	}
+	maxAge := max(int(st.ExpiresAt.Sub(s.now())/time.Second), 1)
+	http.SetCookie(c.Writer, &http.Cookie{
+		Name: bindingCookie, Value: binding, Path: s.callbackCookiePath(state), MaxAge: maxAge,
+		HttpOnly: true, Secure: strings.HasPrefix(s.callback, "https://"),
+		// Lax: sent on the provider's top-level redirect back, not on
+		// cross-site subrequests.
+		SameSite: http.SameSiteLaxMode,
+	})
+	c.Header("Cache-Control", "no-store")
+	c.Header("Referrer-Policy", "no-referrer")
+	c.Redirect(http.StatusFound, strings.ReplaceAll(st.AuthURL, statePlaceholder, state))
+}
+
 // oauthCallback is where the provider sends the end-user's browser after
-// consent. The state is single-use and expires; the code goes to Vault
-// and the workflow is told to look there.
+// consent. The state (in the query, or in the path for redirect_state:
+// path, where the browser's binding cookie must come along) is
+// single-use and expires; the code goes to Vault and the workflow is told
+// to look there. The whole request is checked before the state is
+// spent, so that a malformed request cannot burn a sign-in.
 func (s *Server) oauthCallback(c *gin.Context) {
 	ctx := c.Request.Context()
 	q := c.Request.URL.Query()
-	state := q.Get("state")
+	state, bound := q.Get("state"), false
+	if p := c.Param("state"); p != "" {
+		state, bound = p, true
+	}
 	if state == "" || len(state) > maxStateLen {
 		s.renderPage(c, http.StatusBadRequest, pageMissingState)
 		return
 	}
-	st, err := s.store.ConsumeOAuthState(ctx, state, s.now())
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		s.renderPage(c, http.StatusBadRequest, pageUnknownState)
+	oauthErr, code := q.Get("error"), q.Get("code")
+	if oauthErr == "" && (code == "" || len(code) > maxCodeLen) {
+		s.renderPage(c, http.StatusBadRequest, pageMissingCode)
 		return
-	case errors.Is(err, store.ErrStateUsed):
-		s.renderPage(c, http.StatusBadRequest, pageUsedState)
-		return
-	case errors.Is(err, store.ErrStateExpired):
-		s.renderPage(c, http.StatusBadRequest, pageExpiredState)
-		return
-	case err != nil:
+	}
+	var (
+		st  store.OAuthState
+		err error
+	)
+	if bound {
+		binding, cerr := c.Cookie(bindingCookie)
+		bs, ok := s.store.(boundStates)
+		if cerr != nil || binding == "" || len(binding) > maxStateLen || !ok {
+			s.renderPage(c, http.StatusBadRequest, pageOtherBrowser)
+			return
+		}
+		st, err = bs.ConsumeBoundOAuthState(ctx, state, binding, s.now())
+	} else {
+		st, err = s.store.ConsumeOAuthState(ctx, state, s.now())
+	}
+	if err != nil {
+		if p, ok := stateErrorPage(err); ok {
+			s.renderPage(c, http.StatusBadRequest, p)
+			return
+		}
 		s.callbackFailed(c, "consume oauth state", err)
 		return
 	}
+	if bound {
+		// The binding is spent with the state.
+		http.SetCookie(c.Writer, &http.Cookie{Name: bindingCookie, Path: s.callbackCookiePath(state), MaxAge: -1,
+			HttpOnly: true, Secure: strings.HasPrefix(s.callback, "https://"), SameSite: http.SameSiteLaxMode})
+	}
 	wfID := workflows.WorkflowID(st.TenantID, st.LinkID)
 
-	if e := q.Get("error"); e != "" {
-		denied := workflows.DeniedRequest{Error: cut(e, maxErrorCodeLen), Description: cut(q.Get("error_description"), maxErrorDescLen)}
+	if oauthErr != "" {
+		denied := workflows.DeniedRequest{Error: providerText(oauthErr, maxErrorCodeLen), Description: providerText(q.Get("error_description"), maxErrorDescLen)}
 		if err := s.d.Temporal.SignalWorkflow(ctx, wfID, "", workflows.SignalDenied, denied); err != nil && !gone(err) {
 			s.callbackFailed(c, "signal denied", err)
 			return
@@ -130,12 +247,13 @@ func (s *Server) oauthCallback(c *gin.Context) {
 		return
 	}
 
-	code := q.Get("code")
-	if code == "" || len(code) > maxCodeLen {
-		s.renderPage(c, http.StatusBadRequest, pageMissingCode)
-		return
+	// A path-state flow's redirect URI names its state: the token request
+	// repeats exactly that one.
+	redirect := ""
+	if bound {
+		redirect = s.callback + "/" + state
 	}
-	if err := s.storeCode(ctx, st.TenantID, st.LinkID, code); err != nil {
+	if err := s.storeCode(ctx, st.TenantID, st.LinkID, code, redirect); err != nil {
 		if errors.Is(err, secrets.ErrNotFound) {
 			s.renderPage(c, http.StatusBadRequest, pageLinkGone)
 			return
@@ -166,9 +284,10 @@ func (s *Server) oauthCallback(c *gin.Context) {
 	s.renderPage(c, http.StatusOK, pageConnected)
 }
 
-// storeCode puts the code into the link's grant, with check-and-set so a
-// concurrent writer (a re-authorization) is not overwritten blindly.
-func (s *Server) storeCode(ctx context.Context, tenant, link, code string) error {
+// storeCode puts the code (and, when not empty, the redirect URI it was
+// issued for) into the link's grant, with check-and-set so a concurrent
+// writer (a re-authorization) is not overwritten blindly.
+func (s *Server) storeCode(ctx context.Context, tenant, link, code, redirect string) error {
 	var err error
 	for range grantWriteAttempts {
 		cur, rerr := s.secrets.ReadGrant(ctx, tenant, link)
@@ -177,6 +296,9 @@ func (s *Server) storeCode(ctx context.Context, tenant, link, code string) error
 		}
 		grant := cur.Value
 		grant.Code = code
+		if redirect != "" {
+			grant.RedirectURL = redirect
+		}
 		if _, err = s.secrets.WriteGrant(ctx, tenant, link, grant, cur.Version); err == nil {
 			return nil
 		}

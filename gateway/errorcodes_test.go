@@ -75,7 +75,7 @@ func TestErrorCodeStatuses(t *testing.T) {
 	t.Run("code", func(t *testing.T) {
 		statuses := map[string]int{
 			"StatusBadRequest": 400, "StatusUnauthorized": 401, "StatusNotFound": 404, "StatusConflict": 409,
-			"StatusRequestEntityTooLarge": 413, "StatusTooManyRequests": 429, "StatusInternalServerError": 500,
+			"StatusRequestEntityTooLarge": 413, "StatusUnsupportedMediaType": 415, "StatusUnprocessableEntity": 422, "StatusTooManyRequests": 429, "StatusInternalServerError": 500,
 			"StatusBadGateway": 502, "StatusServiceUnavailable": 503,
 		}
 		constants := map[string]string{}

@@ -30,6 +30,12 @@ const (
 	CodeUnknownField = "unknown_field"
 	// CodeBodyTooLarge: the body exceeds the size limit (413).
 	CodeBodyTooLarge = "body_too_large"
+	// CodeUnsupportedMediaType: a request body without Content-Type
+	// application/json (415).
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	// CodeIdempotencyMismatch: the Idempotency-Key was used before with a
+	// different request (422); the first request's link is unchanged.
+	CodeIdempotencyMismatch = "idempotency_mismatch"
 	// CodeUnauthorized: no API key, or one that is unknown or revoked (401).
 	CodeUnauthorized = "unauthorized"
 	// CodeNotFound: no such link in the caller's tenant, or no such
@@ -69,23 +75,25 @@ const (
 // table and openapi.json say the same, and every answer the code builds
 // uses it (TestErrorCodeStatuses checks all three).
 var codeStatus = map[string]int{
-	CodeBadRequest:       http.StatusBadRequest,
-	CodeInvalidJSON:      http.StatusBadRequest,
-	CodeUnknownField:     http.StatusBadRequest,
-	CodeBodyTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeUnauthorized:     http.StatusUnauthorized,
-	CodeNotFound:         http.StatusNotFound,
-	CodeUnknownProvider:  http.StatusBadRequest,
-	CodeUnsupportedGrant: http.StatusBadRequest,
-	CodeLinkRevoked:      http.StatusConflict,
-	CodeReauthRequired:   http.StatusConflict,
-	CodeLinkPending:      http.StatusConflict,
-	CodeLinkFailed:       http.StatusConflict,
-	CodeRateLimited:      http.StatusTooManyRequests,
-	CodeUnavailable:      http.StatusServiceUnavailable,
-	CodeRefreshFailed:    http.StatusServiceUnavailable,
-	CodeConflict:         http.StatusConflict,
-	CodeInternal:         http.StatusInternalServerError,
+	CodeBadRequest:           http.StatusBadRequest,
+	CodeInvalidJSON:          http.StatusBadRequest,
+	CodeUnknownField:         http.StatusBadRequest,
+	CodeBodyTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
+	CodeIdempotencyMismatch:  http.StatusUnprocessableEntity,
+	CodeUnauthorized:         http.StatusUnauthorized,
+	CodeNotFound:             http.StatusNotFound,
+	CodeUnknownProvider:      http.StatusBadRequest,
+	CodeUnsupportedGrant:     http.StatusBadRequest,
+	CodeLinkRevoked:          http.StatusConflict,
+	CodeReauthRequired:       http.StatusConflict,
+	CodeLinkPending:          http.StatusConflict,
+	CodeLinkFailed:           http.StatusConflict,
+	CodeRateLimited:          http.StatusTooManyRequests,
+	CodeUnavailable:          http.StatusServiceUnavailable,
+	CodeRefreshFailed:        http.StatusServiceUnavailable,
+	CodeConflict:             http.StatusConflict,
+	CodeInternal:             http.StatusInternalServerError,
 }
 
 // apiError is an error with its HTTP answer. Messages are shown to

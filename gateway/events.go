@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -65,6 +66,12 @@ func (s *Server) listEvents(c *gin.Context) {
 	out := make([]eventView, 0, len(events))
 	for _, e := range events {
 		v := eventView{ID: e.ID, Type: e.Type, FromStatus: e.FromStatus, ToStatus: e.ToStatus, Detail: e.Detail, OccurredAt: e.OccurredAt}
+		if msg, ok := v.Detail["message"].(string); ok {
+			// The workflow copies last_error here: provider text, cleaned
+			// on the way out as last_error is.
+			v.Detail = maps.Clone(v.Detail)
+			v.Detail["message"] = shownLastError(msg)
+		}
 		if v.Detail == nil {
 			v.Detail = map[string]any{}
 		}

@@ -222,7 +222,7 @@ func (m *memStore) CreateLink(ctx context.Context, l store.Link) (store.Link, bo
 	if l.IdempotencyKey != "" {
 		for _, e := range m.links {
 			if e.TenantID == l.TenantID && e.IdempotencyKey == l.IdempotencyKey {
-				if e.Provider != l.Provider || e.UserID != l.UserID || e.GrantType != l.GrantType {
+				if e.RequestHash == nil && (e.Provider != l.Provider || e.UserID != l.UserID || e.GrantType != l.GrantType) {
 					return store.Link{}, false, store.ErrIdempotencyConflict
 				}
 				return e, false, nil
@@ -361,6 +361,8 @@ type memTemporal struct {
 	// updateErr is what every update's outcome is (nil: success).
 	updateErr error
 	updates   int
+	// signals are the arguments of the signals sent, by name.
+	signals map[string][]any
 }
 
 func (m *memTemporal) UpdateWorkflow(ctx context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
@@ -386,5 +388,11 @@ func (m *memTemporal) ExecuteWorkflow(ctx context.Context, o client.StartWorkflo
 }
 
 func (m *memTemporal) SignalWorkflow(ctx context.Context, id, runID, name string, arg any) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.signals == nil {
+		m.signals = map[string][]any{}
+	}
+	m.signals[name] = append(m.signals[name], arg)
 	return nil
 }

@@ -112,7 +112,7 @@ func viewOf(l store.Link) linkView {
 	v := linkView{
 		ID: l.ID, Provider: l.Provider, UserID: l.UserID, Grant: l.GrantType, Status: l.Status,
 		Scopes: l.Scopes, ExpiresAt: l.ExpiresAt, RefreshExpiresAt: l.RefreshExpiresAt,
-		NextRefreshAt: l.NextRefreshAt, LastError: l.LastError, RefreshCount: l.RefreshCount,
+		NextRefreshAt: l.NextRefreshAt, LastError: shownLastError(l.LastError), RefreshCount: l.RefreshCount,
 		Metadata: l.Metadata, CreatedAt: l.CreatedAt, UpdatedAt: l.UpdatedAt,
 	}
 	if v.Scopes == nil {
@@ -373,13 +373,20 @@ func (s *Server) createLink(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	tenant := tenantOf(c)
+	var reqHash []byte
+	if idemKey != "" {
+		if reqHash, err = hashRequest(nil, &req); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
 
 	// The authorization URL is built before anything is stored: a
 	// provider refusing it leaves nothing behind.
 	linkID := store.NewLinkID()
 	var auth *authRequest
 	if req.Grant == providers.GrantAuthorizationCode {
-		if auth, err = s.newAuthRequest(p, "", req.Scopes, req.Params); err != nil {
+		if auth, err = s.newAuthRequest(p, entry, "", req.Scopes, req.Params); err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -395,10 +402,21 @@ func (s *Server) createLink(c *gin.Context) {
 		Status:         statusPending,
 		VaultPath:      s.secrets.TokenPath(tenant, linkID),
 		IdempotencyKey: idemKey,
+		RequestHash:    reqHash,
 	})
 	if err != nil {
 		s.fail(c, storeError(err))
 		return
+	}
+	if !created && link.RequestHash != nil {
+		if same, err := sameRequest(link.RequestHash, &req); err != nil {
+			s.fail(c, err)
+			return
+		} else if !same {
+			s.fail(c, newError(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
+				"Idempotency-Key was already used with a different request body; use a new key for a new request"))
+			return
+		}
 	}
 	s.linkProv.put(tenant+"/"+link.ID, link.Provider)
 	resp := createLinkResponse{ID: link.ID, Status: link.Status, Provider: link.Provider, UserID: link.UserID}
@@ -409,7 +427,7 @@ func (s *Server) createLink(c *gin.Context) {
 		// A replay: answer with the first link, and finish whatever the
 		// first request may not have (grant material, workflow start).
 		status = http.StatusOK
-		setup, auth, err = s.replaySetup(ctx, tenant, link, p, auth)
+		setup, auth, err = s.replaySetup(ctx, tenant, link, p, entry, auth)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -424,9 +442,8 @@ func (s *Server) createLink(c *gin.Context) {
 		resp.Device = dev
 	}
 	if auth != nil && (link.Status == statusPending || link.Status == string(workflows.StatusPendingAuthorization)) {
-		if err := s.store.PutOAuthState(ctx, auth.state, store.OAuthState{
-			LinkID: link.ID, TenantID: tenant, ExpiresAt: s.now().Add(s.cfg.AuthorizationTimeout), ReturnURL: req.ReturnURL,
-		}); err != nil {
+		if err := s.store.PutOAuthState(ctx, auth.state,
+			auth.oauthState(tenant, link.ID, req.ReturnURL, s.now().Add(s.cfg.AuthorizationTimeout))); err != nil {
 			s.fail(c, storeError(err))
 			return
 		}
@@ -443,12 +460,35 @@ func (s *Server) createLink(c *gin.Context) {
 // verifier and the URL carrying both.
 type authRequest struct {
 	state, verifier, url string
+	// redirect is the redirect URI the provider was given; it goes into
+	// the grant, since the token request must repeat it.
+	redirect string
+	// bound: redirect_state path. url is then the gateway's start page,
+	// and template the provider's consent URL with statePlaceholder
+	// where the state goes.
+	bound    bool
+	template string
+}
+
+// statePlaceholder stands for the state in a stored consent URL: letters
+// and digits only, so that URL encoding leaves it as it is.
+const statePlaceholder = "TWSTATEPLACEHOLDER0twstateplaceholder0TWSTAT"
+
+// oauthState is the row that remembers ar until its callback.
+func (ar *authRequest) oauthState(tenant, linkID, returnURL string, expires time.Time) store.OAuthState {
+	st := store.OAuthState{LinkID: linkID, TenantID: tenant, ExpiresAt: expires, ReturnURL: returnURL}
+	if ar.bound {
+		st.BrowserBound, st.AuthURL = true, ar.template
+	}
+	return st
 }
 
 // newAuthRequest makes a state and, unless one is given (a replay keeps
 // the verifier already in Vault), a verifier, and asks the provider for
-// the consent URL.
-func (s *Server) newAuthRequest(p providers.Provider, verifier string, scopes []string, params map[string]string) (*authRequest, error) {
+// the consent URL. Where the entry's redirect_state is path, the state
+// goes into the redirect URI's path and the URL handed out is the
+// gateway's start page (see oauthStart), which binds the browser.
+func (s *Server) newAuthRequest(p providers.Provider, entry providers.Entry, verifier string, scopes []string, params map[string]string) (*authRequest, error) {
 	az, ok := p.(providers.Authorizer)
 	if !ok {
 		return nil, newError(http.StatusBadRequest, CodeUnsupportedGrant, "provider cannot send end-users to a consent page")
@@ -460,14 +500,22 @@ func (s *Server) newAuthRequest(p providers.Provider, verifier string, scopes []
 	if verifier == "" {
 		verifier = oauth2.GenerateVerifier()
 	}
-	ar := &authRequest{state: base64.RawURLEncoding.EncodeToString(b[:]), verifier: verifier}
-	u, err := az.AuthCodeURL(ar.state, ar.verifier, s.callback, scopes, params)
+	ar := &authRequest{state: base64.RawURLEncoding.EncodeToString(b[:]), verifier: verifier, redirect: s.callback}
+	state, redirect := ar.state, s.callback
+	if entry.RedirectState == providers.RedirectStatePath {
+		ar.bound, ar.redirect = true, s.callback+"/"+ar.state
+		state, redirect = statePlaceholder, s.callback+"/"+statePlaceholder
+	}
+	u, err := az.AuthCodeURL(state, ar.verifier, redirect, scopes, params)
 	if err != nil {
 		// Provider errors about the URL are about the request (a param,
 		// a missing setting) and carry no secret.
 		return nil, errBadRequest("the provider refused to build an authorization URL: " + err.Error())
 	}
 	ar.url = u
+	if ar.bound {
+		ar.template, ar.url = u, strings.TrimSuffix(s.callback, CallbackPath)+StartPath+"/"+ar.state
+	}
 	return ar, nil
 }
 
@@ -475,7 +523,7 @@ func (s *Server) newAuthRequest(p providers.Provider, verifier string, scopes []
 // setup=true when no grant material is stored (the first request died
 // before writing it). A pending authorization_code link gets a new state
 // bound to the verifier already stored, so both URLs work.
-func (s *Server) replaySetup(ctx context.Context, tenant string, link store.Link, p providers.Provider, auth *authRequest) (bool, *authRequest, error) {
+func (s *Server) replaySetup(ctx context.Context, tenant string, link store.Link, p providers.Provider, entry providers.Entry, auth *authRequest) (bool, *authRequest, error) {
 	pending := link.Status == statusPending || link.Status == string(workflows.StatusPendingAuthorization)
 	if !pending {
 		return false, nil, nil
@@ -490,7 +538,7 @@ func (s *Server) replaySetup(ctx context.Context, tenant string, link store.Link
 	if link.GrantType != providers.GrantAuthorizationCode || g.Value.CodeVerifier == "" {
 		return false, nil, nil
 	}
-	ar, err := s.newAuthRequest(p, g.Value.CodeVerifier, g.Value.Scopes, g.Value.Params)
+	ar, err := s.newAuthRequest(p, entry, g.Value.CodeVerifier, g.Value.Scopes, g.Value.Params)
 	if err != nil {
 		return false, nil, err
 	}
@@ -508,7 +556,7 @@ func (s *Server) storeGrant(ctx context.Context, tenant, linkID string, req *cre
 	switch req.Grant {
 	case providers.GrantAuthorizationCode:
 		g.CodeVerifier = auth.verifier
-		g.RedirectURL = s.callback
+		g.RedirectURL = auth.redirect
 	case providers.GrantDeviceCode:
 		da, err := p.(providers.DeviceAuthorizer).DeviceAuth(ctx, req.Scopes)
 		if err != nil {
@@ -546,6 +594,7 @@ func (s *Server) startWorkflow(ctx context.Context, link store.Link) error {
 		TaskQueue:                workflows.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:            workflows.StaticSummary(link.TenantID, link.ID, link.Provider, link.GrantType, link.UserID),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.TenantKey.ValueSet(link.TenantID),
 			workflows.ProviderKey.ValueSet(link.Provider),

@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -72,6 +75,34 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
+// MetricsHandler serves /metrics, behind Config.MetricsToken when set:
+// for a listener of its own (Config.MetricsSeparate) or the main one.
+func (s *Server) MetricsHandler() http.Handler {
+	h := s.metrics.handler()
+	if s.cfg.MetricsToken == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(s.cfg.MetricsToken))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenwarden-metrics"`)
+			writeJSONError(w, http.StatusUnauthorized, CodeUnauthorized, "/metrics needs the metrics token: send Authorization: Bearer <token>")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// writeJSONError answers in the error format of /v1 outside Gin.
+func writeJSONError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Code: code, Message: msg, RequestID: w.Header().Get("X-Request-ID")}})
+}
+
 func (m *metrics) observeRequest(route, method string, code int, d time.Duration) {
 	m.requests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
@@ -137,10 +168,12 @@ func (s *Server) countServed(tenant, link string) {
 	}()
 }
 
-// statsQueryTimeout bounds the database queries of one scrape. Prometheus
-// scrapes time out after 10s by default; the other metrics must still get
-// out when PostgreSQL is slow.
-const statsQueryTimeout = 2 * time.Second
+// statsQueryTimeout bounds the database queries of one stats poll.
+const statsQueryTimeout = 10 * time.Second
+
+// DefaultStatsInterval is how often the link and refresh counts are read
+// from PostgreSQL when Config.StatsInterval is zero.
+const DefaultStatsInterval = 30 * time.Second
 
 // statsSource is what the stats collector reads; *store.Store satisfies
 // it.
@@ -149,18 +182,35 @@ type statsSource interface {
 	RefreshCounts(ctx context.Context) ([]store.RefreshCount, error)
 }
 
-// statsCollector reads link and refresh counts from PostgreSQL at scrape
-// time. They are facts of the shared database, not of this replica, so
-// every gateway replica reports the same values; aggregate them with max,
-// not sum. A failed query leaves its series out of the scrape (and sets
-// tokenwarden_store_stats_up to 0) rather than failing /metrics: the
-// process metrics matter most exactly when the database is down.
+// statsCollector serves link and refresh counts that a background loop
+// reads from PostgreSQL every interval: a scrape never queries the
+// database, however many arrive. They are facts of the shared database,
+// not of this replica, so every gateway replica reports the same values;
+// aggregate them with max, not sum. A failed poll keeps the series out
+// (and sets tokenwarden_store_stats_up to 0) rather than failing /metrics:
+// the process metrics matter most exactly when the database is down.
 type statsCollector struct {
 	src       statsSource
 	log       *slog.Logger
 	links     *prometheus.Desc
 	refreshes *prometheus.Desc
 	up        *prometheus.Desc
+	age       *prometheus.Desc
+
+	mu   sync.Mutex
+	snap statsSnapshot
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// statsSnapshot is one poll's result.
+type statsSnapshot struct {
+	links     []store.LinkCount
+	refreshes []store.RefreshCount
+	up        bool
+	at        time.Time
 }
 
 var _ prometheus.Collector = (*statsCollector)(nil)
@@ -175,37 +225,86 @@ func newStatsCollector(src statsSource, log *slog.Logger) *statsCollector {
 			"Refresh attempts by provider and outcome (ok, failed, reauth_required), from the audit trail.",
 			[]string{"provider", "outcome"}, nil),
 		up: prometheus.NewDesc("tokenwarden_store_stats_up",
-			"1 if the last scrape read link and refresh counts from PostgreSQL, 0 if a query failed.", nil, nil),
+			"1 if the last poll read link and refresh counts from PostgreSQL, 0 if a query failed.", nil, nil),
+		age: prometheus.NewDesc("tokenwarden_store_stats_age_seconds",
+			"Seconds since link and refresh counts were last read from PostgreSQL.", nil, nil),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
+}
+
+// start polls now and then every interval until close.
+func (sc *statsCollector) start(interval time.Duration) {
+	go func() {
+		defer close(sc.done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			sc.poll()
+			select {
+			case <-sc.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+func (sc *statsCollector) close() {
+	if sc == nil {
+		return
+	}
+	sc.once.Do(func() { close(sc.stop) })
+	<-sc.done
+}
+
+// poll reads the counts once.
+func (sc *statsCollector) poll() {
+	ctx, cancel := context.WithTimeout(context.Background(), statsQueryTimeout)
+	defer cancel()
+	snap := statsSnapshot{up: true, at: time.Now()}
+	var err error
+	if snap.links, err = sc.src.LinkCounts(ctx); err != nil {
+		snap.up, snap.links = false, nil
+		sc.log.Warn("metrics: link counts unavailable", "error", err.Error())
+	}
+	if snap.refreshes, err = sc.src.RefreshCounts(ctx); err != nil {
+		snap.up, snap.refreshes = false, nil
+		sc.log.Warn("metrics: refresh counts unavailable", "error", err.Error())
+	}
+	sc.mu.Lock()
+	sc.snap = snap
+	sc.mu.Unlock()
 }
 
 func (sc *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- sc.links
 	ch <- sc.refreshes
 	ch <- sc.up
+	ch <- sc.age
 }
 
 func (sc *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), statsQueryTimeout)
-	defer cancel()
-	up := 1.0
-	if links, err := sc.src.LinkCounts(ctx); err != nil {
-		up = 0
-		sc.log.Warn("metrics: link counts unavailable", "error", err.Error())
-	} else {
-		for _, c := range links {
-			sc.send(ch, sc.links, prometheus.GaugeValue, c.Count, c.Provider, c.Status)
-		}
+	sc.mu.Lock()
+	snap := sc.snap
+	sc.mu.Unlock()
+	if snap.at.IsZero() {
+		// Not polled yet.
+		ch <- prometheus.MustNewConstMetric(sc.up, prometheus.GaugeValue, 0)
+		return
 	}
-	if refreshes, err := sc.src.RefreshCounts(ctx); err != nil {
-		up = 0
-		sc.log.Warn("metrics: refresh counts unavailable", "error", err.Error())
-	} else {
-		for _, c := range refreshes {
-			sc.send(ch, sc.refreshes, prometheus.CounterValue, c.Count, c.Provider, c.Outcome)
-		}
+	for _, c := range snap.links {
+		sc.send(ch, sc.links, prometheus.GaugeValue, c.Count, c.Provider, c.Status)
+	}
+	for _, c := range snap.refreshes {
+		sc.send(ch, sc.refreshes, prometheus.CounterValue, c.Count, c.Provider, c.Outcome)
+	}
+	up := 0.0
+	if snap.up {
+		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(sc.up, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(sc.age, prometheus.GaugeValue, time.Since(snap.at).Seconds())
 }
 
 // send emits one series. NewConstMetric refuses label values that are not

@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"math"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -35,6 +37,16 @@ const (
 	apiKeyStaleGrace = 15 * time.Minute
 	// maxRequestIDLen bounds a caller-chosen X-Request-ID.
 	maxRequestIDLen = 128
+	// apiKeyNegativeTTL is how long an unknown key is remembered as
+	// unknown: repeating a bogus key costs no PostgreSQL query, and a key
+	// created a moment ago works after at most this long.
+	apiKeyNegativeTTL = 5 * time.Second
+	// authFailureRate and authFailureBurst limit failed authentications
+	// per client address: a burst of 20 wrong keys, then one a second.
+	// Past it, the address is answered 429 before any lookup, except for
+	// keys this replica already knows (no PostgreSQL query either way).
+	authFailureRate  = rate.Limit(1)
+	authFailureBurst = 20
 )
 
 func requestIDOf(c *gin.Context) string { return c.GetString(ctxRequestID) }
@@ -133,6 +145,11 @@ func (s *Server) recovery(c *gin.Context) {
 // limitBody caps request bodies. A declared length over the limit is
 // refused at once; a body that grows past it fails its decoding.
 func (s *Server) limitBody(c *gin.Context) {
+	if s.d.Codec != nil && strings.HasPrefix(c.Request.URL.Path, codecPrefix) {
+		// The codec takes batches of payloads under its own, larger limit.
+		c.Next()
+		return
+	}
 	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
 		s.fail(c, errBodyTooLarge(s.cfg.MaxBodyBytes))
 		return
@@ -148,19 +165,26 @@ func errBodyTooLarge(limit int64) *apiError {
 		"request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
 }
 
-// authenticate resolves the bearer API key to its tenant.
+// authenticate resolves the bearer API key to its tenant. It runs before
+// any handler reads the body, so an unauthenticated request is answered
+// without reading it, and its connection is closed rather than drained.
 func (s *Server) authenticate(c *gin.Context) {
 	key, ok := bearer(c.GetHeader("Authorization"))
 	if !ok {
 		c.Header("WWW-Authenticate", `Bearer realm="tokenwarden"`)
-		s.fail(c, newError(http.StatusUnauthorized, CodeUnauthorized, "missing API key: send Authorization: Bearer <key>"))
+		s.refuse(c, newError(http.StatusUnauthorized, CodeUnauthorized, "missing API key: send Authorization: Bearer <key>"))
 		return
 	}
-	k, err := s.lookupKey(c, key)
+	k, err := s.lookupKey(c.Request.Context(), c.Request.RemoteAddr, key)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			c.Header("WWW-Authenticate", `Bearer realm="tokenwarden", error="invalid_token"`)
-			s.fail(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid or revoked API key"))
+			s.refuse(c, newError(http.StatusUnauthorized, CodeUnauthorized, "invalid or revoked API key"))
+			return
+		}
+		var ae *apiError
+		if errors.As(err, &ae) && ae.code == CodeRateLimited {
+			s.refuse(c, ae)
 			return
 		}
 		s.fail(c, err)
@@ -169,6 +193,25 @@ func (s *Server) authenticate(c *gin.Context) {
 	c.Set(ctxTenant, k.TenantID)
 	c.Set(ctxKeyID, k.ID)
 	c.Next()
+}
+
+// refuse answers an unauthenticated request and closes its connection, so
+// that a body still on its way is neither read nor waited for.
+func (s *Server) refuse(c *gin.Context, e *apiError) {
+	c.Header("Connection", "close")
+	s.fail(c, e)
+}
+
+// CheckAPIKey reports whether r carries a valid API key (Authorization:
+// Bearer, scheme in any case), with the same cache, negative cache and
+// failure limit as /v1. The payload codec authenticates with it.
+func (s *Server) CheckAPIKey(r *http.Request) bool {
+	key, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
+		return false
+	}
+	_, err := s.lookupKey(r.Context(), r.RemoteAddr, key)
+	return err == nil
 }
 
 func bearer(h string) (string, bool) {
@@ -180,13 +223,27 @@ func bearer(h string) (string, bool) {
 	return key, key != "" && len(key) <= 512
 }
 
-func (s *Server) lookupKey(c *gin.Context, key string) (store.APIKey, error) {
+// lookupKey resolves key: from the cache, else from PostgreSQL. Unknown
+// keys are remembered briefly, and lookups that found nothing count
+// against the client address; an address over its budget gets a
+// rate_limited error before any query.
+func (s *Server) lookupKey(ctx context.Context, remoteAddr, key string) (store.APIKey, error) {
 	sum := sha256.Sum256([]byte(key))
-	now := time.Now()
+	now := s.now()
 	if k, ok := s.keys.get(sum, now, 0); ok {
 		return k, nil
 	}
-	k, err := s.store.LookupAPIKey(c.Request.Context(), key)
+	addr := clientAddr(remoteAddr)
+	if wait, ok := s.authFail.blocked(addr, now); ok {
+		e := newError(http.StatusTooManyRequests, CodeRateLimited, "too many failed authentications from this address; slow down")
+		e.retryAfter = max(1, int(math.Ceil(wait.Seconds())))
+		return store.APIKey{}, e
+	}
+	if s.badKeys.has(sum, now) {
+		// Costs nothing: not counted against the address.
+		return store.APIKey{}, store.ErrNotFound
+	}
+	k, err := s.store.LookupAPIKey(ctx, key)
 	if err != nil {
 		// PostgreSQL down must not stop token reads that need only
 		// Vault: a key that was valid a moment ago still is, for a while.
@@ -194,6 +251,9 @@ func (s *Server) lookupKey(c *gin.Context, key string) (store.APIKey, error) {
 			if k, ok := s.keys.get(sum, now, apiKeyStaleGrace); ok {
 				return k, nil
 			}
+		} else {
+			s.badKeys.add(sum, now)
+			s.authFail.fail(addr, now)
 		}
 		return store.APIKey{}, err
 	}
@@ -201,9 +261,97 @@ func (s *Server) lookupKey(c *gin.Context, key string) (store.APIKey, error) {
 	return k, nil
 }
 
+// clientAddr is the host of the connection's peer. Forwarded headers are
+// not believed: behind a reverse proxy, every client shares the proxy's
+// budget of failed authentications (valid cached keys are not limited).
+func clientAddr(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
+	}
+	return remoteAddr
+}
+
+// negativeKeys remembers the SHA-256 of keys PostgreSQL did not know, for
+// apiKeyNegativeTTL.
+type negativeKeys struct {
+	mu    sync.Mutex
+	until map[[32]byte]time.Time
+}
+
+func newNegativeKeys() *negativeKeys { return &negativeKeys{until: map[[32]byte]time.Time{}} }
+
+func (n *negativeKeys) has(sum [32]byte, now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	u, ok := n.until[sum]
+	return ok && now.Before(u)
+}
+
+func (n *negativeKeys) add(sum [32]byte, now time.Time) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.until) >= maxCachedKeys {
+		for h, u := range n.until {
+			if !now.Before(u) {
+				delete(n.until, h)
+			}
+		}
+		if len(n.until) >= maxCachedKeys {
+			clear(n.until)
+		}
+	}
+	n.until[sum] = now.Add(apiKeyNegativeTTL)
+}
+
+// authFailures is a token bucket of failed authentications per client
+// address.
+type authFailures struct {
+	mu     sync.Mutex
+	byAddr map[string]*rate.Limiter
+}
+
+// maxTrackedAddrs bounds authFailures; past it, the buckets that are full
+// again are dropped.
+const maxTrackedAddrs = 10000
+
+func newAuthFailures() *authFailures { return &authFailures{byAddr: map[string]*rate.Limiter{}} }
+
+// blocked reports whether addr has no failure left to spend, and how long
+// until it has.
+func (a *authFailures) blocked(addr string, now time.Time) (time.Duration, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	lim, ok := a.byAddr[addr]
+	if !ok || lim.TokensAt(now) >= 1 {
+		return 0, false
+	}
+	return time.Duration((1 - lim.TokensAt(now)) / float64(authFailureRate) * float64(time.Second)), true
+}
+
+func (a *authFailures) fail(addr string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	lim, ok := a.byAddr[addr]
+	if !ok {
+		if len(a.byAddr) >= maxTrackedAddrs {
+			for k, l := range a.byAddr {
+				if l.TokensAt(now) >= authFailureBurst {
+					delete(a.byAddr, k)
+				}
+			}
+			if len(a.byAddr) >= maxTrackedAddrs {
+				clear(a.byAddr)
+			}
+		}
+		lim = rate.NewLimiter(authFailureRate, authFailureBurst)
+		a.byAddr[addr] = lim
+	}
+	lim.AllowN(now, 1)
+}
+
 // keyCache remembers successful API key lookups by the key's SHA-256, so
-// the key itself is never held beyond the request. Failed lookups are not
-// cached: a key created a moment ago works at once.
+// the key itself is never held beyond the request. Failed lookups are
+// kept apart, and only for apiKeyNegativeTTL (negativeKeys).
 type keyCache struct {
 	ttl     time.Duration
 	mu      sync.Mutex

@@ -166,7 +166,7 @@ func TestOpenAPIOperationsAreComplete(t *testing.T) {
 			// The API key is required exactly on /v1, except where browsers
 			// arrive from the provider.
 			sec, overridden := op["security"]
-			public := !strings.HasPrefix(path, "/v1/") || path == CallbackPath
+			public := !strings.HasPrefix(path, "/v1/") || path == CallbackPath || strings.HasPrefix(path, CallbackPath+"/") || strings.HasPrefix(path, StartPath+"/")
 			if public {
 				assert.Truef(t, overridden && len(sec.([]any)) == 0, "%s must declare security: [] (no API key)", where)
 			} else {
@@ -188,7 +188,7 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 		CodeBadRequest, CodeInvalidJSON, CodeUnknownField, CodeBodyTooLarge, CodeUnauthorized,
 		CodeNotFound, CodeUnknownProvider, CodeUnsupportedGrant, CodeLinkRevoked, CodeReauthRequired,
 		CodeLinkPending, CodeLinkFailed, CodeRateLimited, CodeUnavailable, CodeRefreshFailed,
-		CodeConflict, CodeInternal,
+		CodeConflict, CodeInternal, CodeUnsupportedMediaType, CodeIdempotencyMismatch,
 	}
 	assert.ElementsMatch(t, codes, documented)
 }

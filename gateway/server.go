@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,8 +74,19 @@ type Config struct {
 	// burst 100.
 	RateLimit rate.Limit
 	RateBurst int
-	// MaxBodyBytes caps request bodies; default 64 KiB.
+	// MaxBodyBytes caps request bodies; default 64 KiB. The codec has
+	// its own limit.
 	MaxBodyBytes int64
+	// StatsInterval is how often link and refresh counts are read from
+	// PostgreSQL for /metrics; default DefaultStatsInterval. Scrapes
+	// never query the database.
+	StatsInterval time.Duration
+	// MetricsToken, when set, is the bearer token /metrics requires.
+	MetricsToken string
+	// MetricsSeparate leaves /metrics off the API's handler: serve
+	// MetricsHandler on a listener of its own (an address only the
+	// monitoring network reaches).
+	MetricsSeparate bool
 }
 
 // Defaults of Config.
@@ -89,6 +101,8 @@ const (
 
 	// CallbackPath is the OAuth redirect endpoint, relative to PublicURL.
 	CallbackPath = "/v1/oauth/callback"
+	// codecPrefix is where Deps.Codec is mounted.
+	codecPrefix = "/codec/"
 
 	// revokeWait bounds a revoke: the provider call and the Vault wipe.
 	revokeWait = 30 * time.Second
@@ -121,7 +135,18 @@ func (c Config) withDefaults() Config {
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if c.StatsInterval <= 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
 	return c
+}
+
+// LongestWait is the longest a handler waits for a link's workflow (a
+// forced refresh, a revoke, a token read's synchronous refresh): the HTTP
+// server's write timeout must exceed it.
+func (c Config) LongestWait() time.Duration {
+	c = c.withDefaults()
+	return max(c.RefreshWait, forcedRefreshWait, revokeWait)
 }
 
 // linkStore is what the gateway uses of *store.Store; an interface so
@@ -163,7 +188,11 @@ type Server struct {
 	origins  map[string]bool
 	callback string
 	metrics  *metrics
+	stats    *statsCollector
 	keys     *keyCache
+	badKeys  *negativeKeys
+	forced   *forcedRefreshes
+	authFail *authFailures
 	limits   *limiters
 	linkProv *providerCache
 	// linkStatus knows which links must not serve a token (nil without
@@ -194,6 +223,9 @@ func New(d Deps, cfg Config) *Server {
 		callback: cfg.PublicURL + CallbackPath,
 		metrics:  newMetrics(),
 		keys:     newKeyCache(apiKeyCacheTTL),
+		badKeys:  newNegativeKeys(),
+		forced:   newForcedRefreshes(),
+		authFail: newAuthFailures(),
 		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst),
 		linkProv: newProviderCache(),
 		now:      time.Now,
@@ -206,7 +238,9 @@ func New(d Deps, cfg Config) *Server {
 		}
 	}
 	if d.Store != nil {
-		s.metrics.registry.MustRegister(newStatsCollector(d.Store, logger))
+		s.stats = newStatsCollector(d.Store, logger)
+		s.metrics.registry.MustRegister(s.stats)
+		s.stats.start(cfg.StatsInterval)
 		s.linkStatus = newStatusWatch(storeStatusSource{d.Store}, func(ctx context.Context, tenant, id string) (store.Link, error) {
 			return s.store.GetLink(ctx, tenant, id)
 		}, logger)
@@ -215,9 +249,13 @@ func New(d Deps, cfg Config) *Server {
 	return s
 }
 
-// Close stops the gateway's background work (the link status poll, which
-// otherwise stops by itself once no token has been read for a while).
-func (s *Server) Close() { s.linkStatus.close() }
+// Close stops the gateway's background work: the stats poll, and the link
+// status poll (which otherwise stops by itself once no token has been
+// read for a while).
+func (s *Server) Close() {
+	s.linkStatus.close()
+	s.stats.close()
+}
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }
@@ -262,15 +300,19 @@ func (s *Server) routes() *gin.Engine {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	e.GET("/metrics", gin.WrapH(s.metrics.handler()))
+	if !s.cfg.MetricsSeparate {
+		e.GET("/metrics", gin.WrapH(s.MetricsHandler()))
+	}
 	e.GET("/openapi.json", serveOpenAPI)
 	e.GET("/docs", serveDocs)
 	if s.d.Codec != nil {
-		e.Any("/codec/*op", gin.WrapH(s.d.Codec))
+		e.Any(codecPrefix+"*op", gin.WrapH(s.d.Codec))
 	}
 
 	// The browser comes back here from the provider: no API key.
 	e.GET(CallbackPath, s.oauthCallback)
+	e.GET(CallbackPath+"/:state", s.oauthCallback)
+	e.GET(StartPath+"/:state", s.oauthStart)
 
 	v1 := e.Group("/v1", s.authenticate, s.rateLimit)
 	v1.GET("/providers", s.listProviders)
@@ -294,23 +336,52 @@ func (s *Server) healthz(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
+// readyz answers without a key, so it names the failing dependencies and
+// nothing more: their addresses and error texts go to the log.
 func (s *Server) readyz(c *gin.Context) {
 	results := health.Run(c.Request.Context(), readyTimeout, s.d.Checks...)
-	if results == nil {
-		results = []health.Result{}
+	failing := []string{}
+	for _, r := range results {
+		if !r.OK {
+			failing = append(failing, r.Name)
+			s.log.Warn("readiness check failed", "request_id", requestIDOf(c), "check", r.Name, "error", r.Error)
+		}
 	}
-	if !health.Healthy(results) {
-		c.Header("Retry-After", "5")
-		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "checks": results})
+	if len(failing) > 0 {
+		c.Header("Retry-After", strconv.Itoa(retryAfterSeconds))
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "failing": failing})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ok", "checks": results})
+	c.JSON(http.StatusOK, gin.H{"status": "ok", "failing": failing})
+}
+
+// providerView is a catalog entry as tenants see it: what they need to
+// create links. Endpoints, client credentials and where secrets live stay
+// with the operator.
+type providerView struct {
+	Name          string   `json:"name"`
+	Kind          string   `json:"kind"`
+	Grants        []string `json:"grants"`
+	Scopes        []string `json:"scopes"`
+	AllowedParams []string `json:"allowed_params"`
+	PKCE          bool     `json:"pkce"`
 }
 
 func (s *Server) listProviders(c *gin.Context) {
-	entries := s.d.Providers.Entries()
-	if entries == nil {
-		entries = []providers.Entry{}
+	out := []providerView{}
+	for _, e := range s.d.Providers.Entries() {
+		v := providerView{Name: e.Name, Kind: e.Kind, Grants: e.Grants, Scopes: e.Scopes,
+			AllowedParams: e.AllowedParams, PKCE: e.PKCE}
+		if v.Grants == nil {
+			v.Grants = []string{}
+		}
+		if v.Scopes == nil {
+			v.Scopes = []string{}
+		}
+		if v.AllowedParams == nil {
+			v.AllowedParams = []string{}
+		}
+		out = append(out, v)
 	}
-	c.JSON(http.StatusOK, gin.H{"providers": entries})
+	c.JSON(http.StatusOK, gin.H{"providers": out})
 }

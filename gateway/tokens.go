@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -210,7 +212,7 @@ func statusError(status, lastError string) *apiError {
 // withReason appends a link's last_error, which the workflow builds from
 // wire facts only (status, OAuth error code).
 func withReason(msg, reason string) string {
-	if reason == "" {
+	if reason = shownLastError(reason); reason == "" {
 		return msg
 	}
 	return msg + " (" + reason + ")"
@@ -300,7 +302,12 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te)
 }
 
-// refreshLink forces a refresh now, whatever the current token's expiry.
+// refreshLink forces a refresh now, whatever the current token's expiry,
+// unless the link was forced less than its provider's
+// forced_refresh_interval ago: then the answer is the current token's
+// expiry, refreshed false, with Retry-After saying when a force will be
+// honoured. A loop of forced refreshes thus costs the provider one call
+// per interval (per gateway replica), not one per request.
 func (s *Server) refreshLink(c *gin.Context) {
 	id, ok := s.linkID(c)
 	if !ok {
@@ -308,7 +315,23 @@ func (s *Server) refreshLink(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	tenant := tenantOf(c)
-	h, err := s.update(ctx, max(s.cfg.RefreshWait, 30*time.Second), tenant, id,
+	now := s.now()
+	if wait, ok := s.forced.wait(tenant+"/"+id, now); ok {
+		s.refreshThrottled(c, tenant, id, wait)
+		return
+	}
+	link, err := s.store.GetLink(ctx, tenant, id)
+	if err != nil {
+		s.fail(c, storeError(err))
+		return
+	}
+	if _, entry, ok := s.d.Providers.Get(link.Provider); ok && entry.ForcedRefreshInterval > 0 {
+		if wait, ok := s.forced.claim(tenant+"/"+id, now, entry.ForcedRefreshInterval); !ok {
+			s.refreshThrottled(c, tenant, id, wait)
+			return
+		}
+	}
+	h, err := s.update(ctx, max(s.cfg.RefreshWait, forcedRefreshWait), tenant, id,
 		workflows.UpdateRefresh, workflows.RefreshRequest{})
 	if err != nil {
 		s.fail(c, s.refreshError(ctx, tenant, id, err))
@@ -319,7 +342,83 @@ func (s *Server) refreshLink(c *gin.Context) {
 		s.fail(c, s.refreshError(ctx, tenant, id, err))
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"expires_at": res.ExpiresAt.UTC(), "vault_version": res.VaultVersion})
+	c.JSON(http.StatusOK, refreshResponse{ExpiresAt: res.ExpiresAt.UTC(), VaultVersion: res.VaultVersion, Refreshed: true})
+}
+
+// forcedRefreshWait is the least a forced refresh waits for the
+// workflow (RefreshWait when longer). The HTTP write timeout must exceed
+// it.
+const forcedRefreshWait = 30 * time.Second
+
+// refreshResponse is the answer of POST /v1/links/{id}/refresh.
+type refreshResponse struct {
+	ExpiresAt    time.Time `json:"expires_at,omitzero"`
+	VaultVersion int       `json:"vault_version"`
+	// Refreshed is false when the force came too soon after the last one
+	// and the current token is reported instead.
+	Refreshed bool `json:"refreshed"`
+}
+
+// refreshThrottled answers a force that came too soon with the current
+// token's expiry.
+func (s *Server) refreshThrottled(c *gin.Context, tenant, id string, wait time.Duration) {
+	ctx := c.Request.Context()
+	tok, err := s.secrets.ReadToken(ctx, tenant, id)
+	if err != nil {
+		s.fail(c, s.missingToken(ctx, tenant, id, err))
+		return
+	}
+	if err := s.linkStatus.refusal(ctx, tenant, id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Header("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	var exp time.Time
+	if !tok.Value.Expiry.IsZero() {
+		exp = tok.Value.Expiry.UTC()
+	}
+	c.JSON(http.StatusOK, refreshResponse{ExpiresAt: exp, VaultVersion: tok.Version, Refreshed: false})
+}
+
+// forcedRefreshes remembers, per link, when the next forced refresh may
+// reach the provider.
+type forcedRefreshes struct {
+	mu   sync.Mutex
+	next map[string]time.Time
+}
+
+func newForcedRefreshes() *forcedRefreshes { return &forcedRefreshes{next: map[string]time.Time{}} }
+
+// wait reports how long the link must still wait, if it must.
+func (f *forcedRefreshes) wait(key string, now time.Time) (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.next[key]; ok && now.Before(n) {
+		return n.Sub(now), true
+	}
+	return 0, false
+}
+
+// claim takes the link's next forced refresh, or reports how long until
+// it may.
+func (f *forcedRefreshes) claim(key string, now time.Time, interval time.Duration) (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n, ok := f.next[key]; ok && now.Before(n) {
+		return n.Sub(now), false
+	}
+	if len(f.next) >= maxCachedLinks {
+		for k, n := range f.next {
+			if !now.Before(n) {
+				delete(f.next, k)
+			}
+		}
+		if len(f.next) >= maxCachedLinks {
+			clear(f.next)
+		}
+	}
+	f.next[key] = now.Add(interval)
+	return 0, true
 }
 
 type revokeRequest struct {
@@ -448,7 +547,7 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 		s.fail(c, errConflict(CodeConflict, fmt.Sprintf("the link is %s; only links in reauth_required can be re-authorized", link.Status)))
 		return
 	}
-	p, _, ok := s.d.Providers.Get(link.Provider)
+	p, entry, ok := s.d.Providers.Get(link.Provider)
 	if !ok {
 		s.fail(c, errConflict(CodeConflict,
 			fmt.Sprintf("provider %q of this link is no longer in the catalog", link.Provider)))
@@ -482,19 +581,18 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 				return
 			}
 		}
-		auth, err := s.newAuthRequest(p, "", g.Scopes, g.Params)
+		auth, err := s.newAuthRequest(p, entry, "", g.Scopes, g.Params)
 		if err != nil {
 			s.fail(c, err)
 			return
 		}
-		g.CodeVerifier, g.RedirectURL = auth.verifier, s.callback
+		g.CodeVerifier, g.RedirectURL = auth.verifier, auth.redirect
 		if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
 			s.fail(c, err)
 			return
 		}
-		if err := s.store.PutOAuthState(ctx, auth.state, store.OAuthState{
-			LinkID: id, TenantID: tenant, ExpiresAt: s.now().Add(s.cfg.AuthorizationTimeout), ReturnURL: req.ReturnURL,
-		}); err != nil {
+		if err := s.store.PutOAuthState(ctx, auth.state,
+			auth.oauthState(tenant, id, req.ReturnURL, s.now().Add(s.cfg.AuthorizationTimeout))); err != nil {
 			s.fail(c, storeError(err))
 			return
 		}

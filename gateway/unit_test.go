@@ -104,13 +104,17 @@ func TestHealthzAndReadyz(t *testing.T) {
 	assert.Equal(t, 503, a.Code)
 	assert.Equal(t, "5", a.Header.Get("Retry-After"))
 	var body struct {
-		Status string          `json:"status"`
-		Checks []health.Result `json:"checks"`
+		Status  string   `json:"status"`
+		Failing []string `json:"failing"`
 	}
 	a.json(t, &body)
 	assert.Equal(t, "unavailable", body.Status)
-	require.Len(t, body.Checks, 2)
-	assert.Contains(t, string(a.Body), "PostgreSQL at x is down")
+	assert.Equal(t, []string{"postgres"}, body.Failing)
+	// Issue 12 point 10: no key needed here, so no address and no error
+	// text; the log has them.
+	assert.NotContains(t, string(a.Body), "PostgreSQL at x is down")
+	assert.NotContains(t, string(a.Body), "vault", "a healthy dependency is not even named")
+	assert.Contains(t, s.logs.String(), "PostgreSQL at x is down")
 }
 
 func TestRequestIDEchoedOrReplaced(t *testing.T) {
@@ -199,7 +203,7 @@ func TestCreateLinkValidation(t *testing.T) {
 		{"wrong type", `{"provider":"fake","user_id":"u","grant":"client_credentials","scopes":"a b"}`, 400, CodeInvalidJSON, `"scopes"`},
 		{"trailing data", `{"provider":"fake","user_id":"u","grant":"client_credentials"} {}`, 400, CodeInvalidJSON, "after"},
 		{"unknown field", `{"provider":"fake","user_id":"u","grant":"client_credentials","colour":"red"}`, 400, CodeUnknownField, `"colour"`},
-		{"unknown nested field", `{"provider":"fake","user_id":"u","grant":"password","credentials":{"username":"a","password":"b","otp":"1"}}`, 400, CodeUnknownField, `"otp"`},
+		{"unknown nested field", `{"provider":"fake","user_id":"u","grant":"password","credentials":{"username":"a","password":"b","otp":"1"}}`, 400, CodeUnknownField, `"credentials.otp"`},
 		{"unknown provider", `{"provider":"nope","user_id":"u","grant":"client_credentials"}`, 400, CodeUnknownProvider, "fake, narrow"},
 		{"missing provider", `{"user_id":"u","grant":"client_credentials"}`, 400, CodeBadRequest, "provider"},
 		{"grant not offered", `{"provider":"narrow","user_id":"u","grant":"password","credentials":{"username":"a","password":"b"}}`, 400, CodeUnsupportedGrant, "client_credentials"},
@@ -315,7 +319,7 @@ func TestRoutes(t *testing.T) {
 	got := s.Routes()
 	for _, want := range []Route{
 		{"GET", "/healthz"}, {"GET", "/readyz"}, {"GET", "/metrics"}, {"GET", "/openapi.json"}, {"GET", "/docs"},
-		{"GET", CallbackPath}, {"GET", "/v1/providers"}, {"POST", "/v1/links"}, {"GET", "/v1/links"},
+		{"GET", CallbackPath}, {"GET", CallbackPath + "/{state}"}, {"GET", StartPath + "/{state}"}, {"GET", "/v1/providers"}, {"POST", "/v1/links"}, {"GET", "/v1/links"},
 		{"GET", "/v1/links/{id}"}, {"DELETE", "/v1/links/{id}"}, {"GET", "/v1/links/{id}/token"},
 		{"POST", "/v1/links/{id}/refresh"}, {"POST", "/v1/links/{id}/revoke"}, {"POST", "/v1/links/{id}/reauthorize"},
 		{"GET", "/v1/links/{id}/events"}, {"GET", "/v1/webhook"}, {"PUT", "/v1/webhook"}, {"DELETE", "/v1/webhook"},
@@ -323,7 +327,7 @@ func TestRoutes(t *testing.T) {
 	} {
 		assert.Contains(t, got, want)
 	}
-	assert.Len(t, got, 20)
+	assert.Len(t, got, 22)
 }
 
 func TestMetricsEndpoint(t *testing.T) {

@@ -144,7 +144,9 @@ func TestStatsCollector(t *testing.T) {
 			// Not UTF-8: skipped, never a panic.
 			{Provider: "\xff", Outcome: store.RefreshOutcomeOK, Count: 1}},
 	}
-	s.metrics.registry.MustRegister(newStatsCollector(src, s.log))
+	sc := newStatsCollector(src, s.log)
+	s.metrics.registry.MustRegister(sc)
+	sc.poll()
 
 	body := string(do(s.Handler(), "GET", "/metrics", "", nil).Body)
 	assert.Contains(t, body, "# TYPE tokenwarden_links gauge")
@@ -157,6 +159,7 @@ func TestStatsCollector(t *testing.T) {
 
 	// A database that fails leaves the rest of /metrics intact.
 	src.err = errors.New("connection refused")
+	sc.poll()
 	a := do(s.Handler(), "GET", "/metrics", "", nil)
 	require.Equal(t, 200, a.Code)
 	body = string(a.Body)

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 	"gopkg.in/yaml.v3"
@@ -40,7 +41,43 @@ type Entry struct {
 	TokenParams   map[string]string `json:"token_params,omitempty"`
 	AllowedParams []string          `json:"allowed_params,omitempty"`
 	Schedule      Schedule          `json:"schedule"`
+	// ForcedRefreshInterval is the least time between two forced
+	// refreshes (POST /v1/links/{id}/refresh) of one link; a force sooner
+	// is answered with the current token. Default
+	// DefaultForcedRefreshInterval; 0 turns the limit off.
+	ForcedRefreshInterval time.Duration `json:"forced_refresh_interval"`
+	// RedirectState is how the authorization redirect carries the state
+	// back to the gateway's callback.
+	RedirectState RedirectState `json:"redirect_state,omitempty"`
 }
+
+// RedirectState says where the OAuth state rides on the way back from
+// the provider's consent page.
+type RedirectState string
+
+const (
+	// RedirectStateQuery: the provider echoes ?state= (RFC 6749 4.1.2).
+	// The default, unless the kind says otherwise.
+	RedirectStateQuery RedirectState = "query"
+	// RedirectStatePath: for providers that may drop state. The state is
+	// part of the redirect URI's path (.../v1/oauth/callback/<state>), and
+	// the authorization URL is a gateway page that binds the flow to the
+	// browser with a cookie before it redirects to the provider; the
+	// callback requires both. The provider must accept a redirect_uri
+	// per authorization request (and, to bind the code to the link,
+	// check it again at the token endpoint, as RFC 6749 4.1.3 requires).
+	RedirectStatePath RedirectState = "path"
+)
+
+// RedirectStateDefaulter is an optional Config capability: the kind's
+// redirect_state when the entry leaves it out.
+type RedirectStateDefaulter interface {
+	DefaultRedirectState() RedirectState
+}
+
+// DefaultForcedRefreshInterval is an entry's ForcedRefreshInterval when
+// the catalog sets none.
+const DefaultForcedRefreshInterval = 5 * time.Second
 
 // HasGrant reports whether the entry lists grant type g.
 func (e Entry) HasGrant(g string) bool { return slices.Contains(e.Grants, g) }
@@ -165,6 +202,21 @@ type Validator interface {
 	Validate(e Entry) error
 }
 
+// Warner is an optional Config capability: Load adds its warnings (an
+// entry that works but is probably a mistake, such as a client_id other
+// than the one the provider's documentation fixes) to Catalog.Warnings,
+// which tokenwarden logs at start. It runs after Validate.
+type Warner interface {
+	Warnings(e Entry) []string
+}
+
+// Defaulter is an optional Config capability: Load lets it fill what the
+// kind fixes (a public client's client_id) in an entry that leaves it
+// out, before the entry is checked.
+type Defaulter interface {
+	Default(e *Entry)
+}
+
 // Setup is what Config.Open gets besides the entry.
 type Setup struct {
 	// ClientSecret is the resolved secret, empty for a public client.
@@ -233,6 +285,10 @@ type rawEntry struct {
 	AllowedParams []string          `yaml:"allowed_params"`
 	Schedule      Schedule          `yaml:"schedule"`
 	Settings      yaml.Node         `yaml:"settings"`
+	// ForcedRefreshInterval is a pointer so that an explicit "0s" (no
+	// limit) differs from unset (the default).
+	ForcedRefreshInterval *Duration     `yaml:"forced_refresh_interval"`
+	RedirectState         RedirectState `yaml:"redirect_state"`
 }
 
 var (
@@ -352,6 +408,15 @@ func loadEntry(n *yaml.Node, i int, kinds map[string]Kind) (ce catalogEntry, lab
 		TokenParams:   raw.TokenParams,
 		AllowedParams: raw.AllowedParams,
 		Schedule:      raw.Schedule,
+
+		ForcedRefreshInterval: DefaultForcedRefreshInterval,
+		RedirectState:         raw.RedirectState,
+	}
+	if raw.ForcedRefreshInterval != nil {
+		e.ForcedRefreshInterval = time.Duration(*raw.ForcedRefreshInterval)
+	}
+	if e.ForcedRefreshInterval < 0 || e.ForcedRefreshInterval > time.Hour {
+		add("forced_refresh_interval %s must be from 0s to 1h", e.ForcedRefreshInterval)
 	}
 	if e.AuthStyle == "" {
 		e.AuthStyle = AuthStyleAuto
@@ -372,6 +437,15 @@ func loadEntry(n *yaml.Node, i int, kinds map[string]Kind) (ce catalogEntry, lab
 	default:
 		cfg = kind()
 	}
+	if e.RedirectState == "" {
+		e.RedirectState = RedirectStateQuery
+		if d, ok := cfg.(RedirectStateDefaulter); ok {
+			e.RedirectState = d.DefaultRedirectState()
+		}
+	}
+	if e.RedirectState != RedirectStateQuery && e.RedirectState != RedirectStatePath {
+		add("redirect_state %q must be query or path", e.RedirectState)
+	}
 	if e.Issuer != "" && !validURL(e.Issuer) {
 		add("issuer %q is not an absolute http(s) URL", e.Issuer)
 	}
@@ -390,6 +464,9 @@ func loadEntry(n *yaml.Node, i int, kinds map[string]Kind) (ce catalogEntry, lab
 	}
 	if !e.AuthStyle.valid() {
 		add("auth_style %q must be one of header, body, none, auto", e.AuthStyle)
+	}
+	if d, ok := cfg.(Defaulter); ok {
+		d.Default(&e)
 	}
 	if e.ClientID == "" {
 		add("client_id is required")
@@ -467,6 +544,9 @@ func loadEntry(n *yaml.Node, i int, kinds map[string]Kind) (ce catalogEntry, lab
 					add("%s", err.Error())
 				}
 			}
+		}
+		if w, ok := cfg.(Warner); ok {
+			warnings = append(warnings, w.Warnings(e)...)
 		}
 	}
 	return catalogEntry{Entry: e, config: cfg}, label, problems, warnings

@@ -21,6 +21,12 @@ const (
 	// Permanent failures need an operator or the end-user: a wrong client
 	// secret, an unauthorized client, a locked user.
 	Permanent
+	// Misconfigured failures need an operator and not the end-user: the provider
+	// answers in a way the catalog entry does not prepare for (a 2xx
+	// token reply in a shape no setting of the kind reads). The engine
+	// ends the link (failed) rather than asking for re-authorization,
+	// which could not help.
+	Misconfigured
 )
 
 func (c Class) String() string {
@@ -33,6 +39,8 @@ func (c Class) String() string {
 		return "invalid_grant"
 	case Permanent:
 		return "permanent"
+	case Misconfigured:
+		return "config"
 	}
 	return fmt.Sprintf("class(%d)", int(c))
 }

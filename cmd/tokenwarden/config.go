@@ -4,8 +4,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/gateway"
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 )
 
 // config is everything the worker and gateway need to reach their
@@ -30,6 +34,32 @@ type config struct {
 	CodecOrigins      string
 	ShutdownTimeout   time.Duration
 	WorkerStopTimeout time.Duration
+
+	// CodecKeylessLoopback lets the Temporal UI call /codec without a
+	// key from CodecOrigins when the connection comes from loopback and
+	// carries no proxy header. Off unless asked for; `tokenwarden dev`
+	// turns it on.
+	CodecKeylessLoopback bool
+	// CodecToken, when set, is the only credential /codec accepts (API
+	// keys are then refused there). Environment only.
+	CodecToken string
+	// CodecMaxBodyBytes is the codec's own body limit.
+	CodecMaxBodyBytes int64
+
+	// MetricsListen, when set, serves /metrics there instead of on
+	// Listen. MetricsToken (environment only), when set, is the bearer
+	// token /metrics requires. StatsInterval is how often the database
+	// counts behind /metrics are read.
+	MetricsListen string
+	MetricsToken  string
+	StatsInterval time.Duration
+
+	// HTTP server limits of the gateway.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxConnections    int
 
 	// envErr is an environment variable that did not parse.
 	envErr error
@@ -94,8 +124,135 @@ func (c *config) check() error {
 	return nil
 }
 
+// Defaults of the gateway's HTTP server limits.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	// defaultReadTimeout bounds reading a whole request, body included:
+	// a body trickled a byte at a time is cut off after it.
+	defaultReadTimeout = 30 * time.Second
+	// defaultWriteTimeout bounds a request from the end of its headers to
+	// the end of its answer. It must exceed the longest wait of a handler
+	// (a forced refresh or a revoke, 30s; a token read waiting for a
+	// synchronous refresh, RefreshWait, 15s): check refuses less than
+	// that plus writeTimeoutSlack.
+	defaultWriteTimeout = 60 * time.Second
+	writeTimeoutSlack   = 10 * time.Second
+	// defaultIdleTimeout closes keep-alive connections idle this long.
+	defaultIdleTimeout = 60 * time.Second
+	// defaultMaxConnections caps concurrent connections (each holds a
+	// goroutine and a file descriptor); more wait in the listen backlog.
+	defaultMaxConnections = 1024
+)
+
+// envDuration is the duration in the environment variable name, or def.
+// A value that does not parse is kept in c.envErr for check.
+func (c *config) envDuration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		c.envErr = fmt.Errorf("%s=%q is not a positive duration such as 30s", name, v)
+		return def
+	}
+	return d
+}
+
+// envInt is the positive integer in the environment variable name, or def.
+func (c *config) envInt(name string, def int64) int64 {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		c.envErr = fmt.Errorf("%s=%q is not a positive integer", name, v)
+		return def
+	}
+	return n
+}
+
+// envBool is the boolean in the environment variable name (1, true, 0,
+// false), or def.
+func (c *config) envBool(name string, def bool) bool {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		c.envErr = fmt.Errorf("%s=%q is not 1, true, 0 or false", name, v)
+		return def
+	}
+	return b
+}
+
+// gatewayDefaults fills the gateway settings a config built in code (the
+// dev stack's) leaves zero.
+func (c *config) gatewayDefaults() {
+	set := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	set(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	set(&c.ReadTimeout, defaultReadTimeout)
+	set(&c.WriteTimeout, defaultWriteTimeout)
+	set(&c.IdleTimeout, defaultIdleTimeout)
+	set(&c.StatsInterval, gateway.DefaultStatsInterval)
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = defaultMaxConnections
+	}
+	if c.CodecMaxBodyBytes <= 0 {
+		c.CodecMaxBodyBytes = codec.DefaultMaxBodyBytes
+	}
+}
+
+// checkGateway reports gateway settings that cannot work.
+func (c *config) checkGateway() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
+	longest := gateway.Config{}.LongestWait()
+	switch {
+	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.IdleTimeout <= 0:
+		return fmt.Errorf("-read-header-timeout, -read-timeout and -idle-timeout must be positive")
+	case c.WriteTimeout < longest+writeTimeoutSlack:
+		return fmt.Errorf("-write-timeout %s is too short: a forced refresh or a revoke may wait %s for the link's workflow; use at least %s",
+			c.WriteTimeout, longest, longest+writeTimeoutSlack)
+	case c.MaxConnections <= 0:
+		return fmt.Errorf("-max-connections must be positive")
+	case c.CodecMaxBodyBytes <= 0:
+		return fmt.Errorf("-codec-max-body-bytes must be positive")
+	case c.StatsInterval < time.Second:
+		return fmt.Errorf("-stats-interval must be at least 1s")
+	}
+	return nil
+}
+
 // registerGateway adds the gateway's own flags.
 func (c *config) registerGateway(fs *flag.FlagSet) {
+	c.CodecToken = os.Getenv("TOKENWARDEN_CODEC_TOKEN")
+	c.MetricsToken = os.Getenv("TOKENWARDEN_METRICS_TOKEN")
+	fs.BoolVar(&c.CodecKeylessLoopback, "codec-keyless-loopback", c.envBool("TOKENWARDEN_CODEC_KEYLESS_LOOPBACK", false),
+		"let the Temporal UI call /codec without a key from -codec-origins on loopback, never through a proxy; for development (TOKENWARDEN_CODEC_KEYLESS_LOOPBACK)")
+	fs.Int64Var(&c.CodecMaxBodyBytes, "codec-max-body-bytes", c.envInt("TOKENWARDEN_CODEC_MAX_BODY_BYTES", codec.DefaultMaxBodyBytes),
+		"body limit of /codec, which takes batches of payloads (TOKENWARDEN_CODEC_MAX_BODY_BYTES)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env("TOKENWARDEN_METRICS_LISTEN", ""),
+		"serve /metrics on this address only, not on -listen (TOKENWARDEN_METRICS_LISTEN); TOKENWARDEN_METRICS_TOKEN sets a bearer token for it")
+	fs.DurationVar(&c.StatsInterval, "stats-interval", c.envDuration("TOKENWARDEN_STATS_INTERVAL", gateway.DefaultStatsInterval),
+		"how often the link and refresh counts of /metrics are read from PostgreSQL (TOKENWARDEN_STATS_INTERVAL)")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.envDuration("TOKENWARDEN_READ_HEADER_TIMEOUT", defaultReadHeaderTimeout),
+		"time to read a request's headers (TOKENWARDEN_READ_HEADER_TIMEOUT)")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.envDuration("TOKENWARDEN_READ_TIMEOUT", defaultReadTimeout),
+		"time to read a whole request, body included (TOKENWARDEN_READ_TIMEOUT)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.envDuration("TOKENWARDEN_WRITE_TIMEOUT", defaultWriteTimeout),
+		"time from a request's headers to the end of its answer; above the 30s a forced refresh may wait (TOKENWARDEN_WRITE_TIMEOUT)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.envDuration("TOKENWARDEN_IDLE_TIMEOUT", defaultIdleTimeout),
+		"close keep-alive connections idle this long (TOKENWARDEN_IDLE_TIMEOUT)")
+	fs.IntVar(&c.MaxConnections, "max-connections", int(c.envInt("TOKENWARDEN_MAX_CONNECTIONS", defaultMaxConnections)),
+		"concurrent connections the gateway serves; more wait to be accepted (TOKENWARDEN_MAX_CONNECTIONS)")
 	fs.StringVar(&c.Listen, "listen", env("TOKENWARDEN_LISTEN", "127.0.0.1:8080"), "gateway listen address (TOKENWARDEN_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", env("TOKENWARDEN_PUBLIC_URL", ""), "URL the browser reaches the gateway at, for the OAuth callback (TOKENWARDEN_PUBLIC_URL; default http://<listen>)")
 	fs.StringVar(&c.CodecOrigins, "codec-origins", env("TOKENWARDEN_CODEC_ORIGINS", "http://127.0.0.1:8233,http://localhost:8233"), "comma-separated Temporal UI origins allowed to call /codec (TOKENWARDEN_CODEC_ORIGINS)")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -141,8 +142,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Listen:            *listen,
 		BootstrapAPIKey:   apiKey,
 		ShutdownTimeout:   5 * time.Second,
-		// The Temporal UI calls the codec endpoint from its own origin.
-		CodecOrigins: info.TemporalUIURL + "," + strings.Replace(info.TemporalUIURL, "127.0.0.1", "localhost", 1),
+		// The Temporal UI calls the codec endpoint from its own origin,
+		// in a browser that has no API key: on a developer's machine it
+		// may, from loopback and never through a proxy.
+		CodecOrigins:         info.TemporalUIURL + "," + strings.Replace(info.TemporalUIURL, "127.0.0.1", "localhost", 1),
+		CodecKeylessLoopback: true,
 	}
 	d, err := connect(ctx, &cfg, logger, stderr)
 	if err != nil {
@@ -284,7 +288,10 @@ func seedDemo(ctx context.Context, gatewayURL, apiKey string, logger *slog.Logge
 		}
 	}
 	run := strconv.FormatInt(time.Now().Unix(), 36)
-	browser := &http.Client{Timeout: 10 * time.Second}
+	// A browser keeps cookies: providers that drop state (Luca) bind the
+	// sign-in to the browser with one.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Timeout: 10 * time.Second, Jar: jar}
 	for _, req := range demoLinks {
 		l, err := c.CreateLink(ctx, req, "dev-demo-"+req.Provider+"-"+run)
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/tokenwarden/tokenwarden"
 )
@@ -164,7 +166,7 @@ func (g *gatewayFlags) explain(err error) error {
 			err:  err,
 		}
 	}
-	msg := apiErr.Message
+	msg := termSafe(apiErr.Message)
 	if msg == "" {
 		msg = strings.ToLower(http.StatusText(apiErr.Status))
 	}
@@ -421,7 +423,7 @@ func linksGet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	tw := newTable(stdout)
-	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, termSafe(v)) }
 	row("id", l.ID)
 	row("provider", l.Provider)
 	row("user", l.UserID)
@@ -496,7 +498,8 @@ func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	tw := newTable(stdout)
 	fmt.Fprintln(tw, "ID\tPROVIDER\tUSER\tGRANT\tSTATUS\tEXPIRES")
 	for _, l := range page.Links {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, l.Provider, l.UserID, l.Grant, l.Status, formatTime(l.ExpiresAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termSafe(l.ID), termSafe(l.Provider), termSafe(l.UserID),
+			termSafe(l.Grant), termSafe(l.Status), formatTime(l.ExpiresAt))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -620,7 +623,8 @@ func linksEvents(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			to = "-"
 		}
 		detail, _ := e.Detail["message"].(string)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.OccurredAt.UTC().Format(time.RFC3339), e.Type, from, to, detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.OccurredAt.UTC().Format(time.RFC3339), termSafe(e.Type),
+			termSafe(from), termSafe(to), termSafe(detail))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -679,4 +683,25 @@ func relative(d time.Duration) string {
 		return fmt.Sprintf("%dh%02dm %s", int(d/time.Hour), int(d%time.Hour/time.Minute), suffix)
 	}
 	return fmt.Sprintf("%dd %s", int(d/(24*time.Hour)), suffix)
+}
+
+// termSafe makes text from the gateway (which may carry what a provider
+// or an end-user's browser sent) safe for a terminal: control characters,
+// escapes included, and invalid UTF-8 are shown as Go escapes (\x1b,
+// \n), so they can neither move the cursor, recolour the screen nor forge
+// a table row.
+func termSafe(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r == '\t' || !unicode.IsPrint(r):
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -400,3 +400,46 @@ func TestRelative(t *testing.T) {
 	assert.Equal(t, "2h05m from now", relative(125*60_000_000_000))
 	assert.Equal(t, "3d from now", relative(3*24*3600_000_000_000))
 }
+
+// A provider's error text with terminal escapes and a line break, stored
+// in last_error before the gateway sanitized it, must not reach the
+// terminal as such.
+func TestTermSafe(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain text: ok (é)":           "plain text: ok (é)",
+		"\x1b[31mred\x1b[0m":           `\x1b[31mred\x1b[0m`,
+		"line\r\nforged row\tcol":      `line\r\nforged row\tcol`,
+		"bad \xff byte":                `bad \xff byte`,
+		"\u202eright-to-left override": `\u202eright-to-left override`,
+	} {
+		if got := termSafe(in); got != want {
+			t.Errorf("termSafe(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The attack of issue 12 point 8: a provider's error_description with
+// terminal escapes and CR/LF, stored raw in last_error, printed by
+// 'links get' and in an API error message.
+func TestLinksGetEscapesLastError(t *testing.T) {
+	evil := `{"id":"lnk_1","provider":"p","user_id":"u","grant":"authorization_code","status":"failed",` +
+		`"scopes":[],"metadata":{},"last_error":"authorization denied: \u001b]0;owned\u0007\r\nstatus  active",` +
+		`"created_at":"2030-01-01T00:00:00Z","updated_at":"2030-01-01T00:00:00Z"}`
+	newFakeGateway(t, map[string]http.HandlerFunc{
+		"GET /v1/links/lnk_1": answer(200, evil),
+		"GET /v1/links/lnk_2/token": func(w http.ResponseWriter, r *http.Request) {
+			gatewayError(w, http.StatusConflict, "link_failed", "the link failed (denied: \x1b[2J\r\ncleared)")
+		},
+	})
+	out, _, err := runCLI(t, "get", "lnk_1")
+	require.NoError(t, err)
+	assert.NotContains(t, out, "\x1b")
+	assert.NotContains(t, out, "\r")
+	assert.False(t, hasRow(out, "status", "active"), "a forged row:\n%s", out)
+	assert.Contains(t, out, `\x1b]0;owned\a\r\nstatus  active`)
+
+	_, _, err = runCLI(t, "token", "lnk_2")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "\x1b")
+	assert.Contains(t, err.Error(), `\x1b[2J\r\ncleared`)
+}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	sdkworker "go.temporal.io/sdk/worker"
+	"golang.org/x/net/netutil"
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/gateway"
@@ -87,6 +90,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := cfg.checkGateway(); err != nil {
+		return err
+	}
 	logger := newLogger(stderr)
 	d, err := connect(ctx, &cfg, logger, stderr)
 	if err != nil {
@@ -134,35 +140,80 @@ func listenGateway(cfg *config) (net.Listener, error) {
 // serveGatewayOn serves on a listener the caller opened (so that it can
 // say "ready" only once the port is taken).
 func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, logger *slog.Logger) error {
-	srv := gateway.New(gateway.Deps{
+	cfg.gatewayDefaults()
+	// The codec authenticates API keys through the gateway (its cache,
+	// negative cache and failure limit); srv is set before any request.
+	var srv *gateway.Server
+	checkKey := func(r *http.Request) bool { return srv.CheckAPIKey(r) }
+	srv = gateway.New(gateway.Deps{
 		Temporal:  d.temporal,
 		Store:     d.store,
 		Secrets:   d.secrets,
 		Providers: d.registry,
 		Checks:    d.checks,
 		Logger:    logger,
-		Codec:     codecHandler(d, cfg),
+		Codec:     codecHandler(d, cfg, checkKey),
 	}, gateway.Config{
 		PublicURL:            cfg.publicURL(),
 		AllowedReturnOrigins: cfg.returnOrigins(),
+		StatsInterval:        cfg.StatsInterval,
+		MetricsToken:         cfg.MetricsToken,
+		MetricsSeparate:      cfg.MetricsListen != "",
 	})
 	defer srv.Close()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	logger.Info("gateway listening", "address", ln.Addr().String())
+	servers := []*http.Server{newHTTPServer(cfg, srv.Handler())}
+	listeners := []net.Listener{limitListener(ln, cfg.MaxConnections)}
+	if cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("gateway: metrics: listen on %s: %w (set TOKENWARDEN_METRICS_LISTEN to a free address)", cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.MetricsHandler())
+		servers = append(servers, newHTTPServer(cfg, mux))
+		listeners = append(listeners, limitListener(mln, 64))
+		logger.Info("metrics listening", "address", mln.Addr().String())
+	}
+	errc := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() { errc <- hs.Serve(listeners[i]) }()
+	}
+	logger.Info("gateway listening", "address", ln.Addr().String(), "max_connections", cfg.MaxConnections,
+		"read_timeout", cfg.ReadTimeout.String(), "write_timeout", cfg.WriteTimeout.String(), "idle_timeout", cfg.IdleTimeout.String())
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("gateway: %w", err)
+		serveErr = fmt.Errorf("gateway: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("gateway shutdown: %w", err)
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = fmt.Errorf("gateway shutdown: %w", err)
+		}
 	}
-	return nil
+	return serveErr
 }
+
+// newHTTPServer is the gateway's http.Server with its timeouts: a request
+// must arrive whole within ReadTimeout (a body trickled in is cut off),
+// be answered within WriteTimeout (above the longest wait for a workflow),
+// and a keep-alive connection may idle IdleTimeout.
+func newHTTPServer(cfg *config, h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// limitListener accepts at most n connections at a time; the rest wait in
+// the kernel's backlog until one closes.
+func limitListener(ln net.Listener, n int) net.Listener { return netutil.LimitListener(ln, n) }
 
 func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
@@ -202,25 +253,59 @@ func migrate(ctx context.Context, dsn string, downTo int, stdout io.Writer) erro
 }
 
 // codecHandler serves the payload codec to the Temporal UI, or nil when no
-// codec is configured. Callers authenticate with an API key; the UI, which
-// cannot send one, is let in from its configured origins on loopback only
-// (a dev convenience: put a production UI behind its own auth and send a
-// key).
-func codecHandler(d *deps, cfg *config) http.Handler {
+// codec is configured. See codecAuthorize for who may use it.
+func codecHandler(d *deps, cfg *config, checkKey func(*http.Request) bool) http.Handler {
 	if d.keyring == nil {
 		return nil
 	}
-	origins := cfg.codecOrigins()
 	return codec.Handler(d.keyring, codec.HandlerOptions{
-		AllowedOrigins: origins,
-		Authorize: func(r *http.Request) bool {
-			if key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
-				_, err := d.store.LookupAPIKey(r.Context(), key)
-				return err == nil
-			}
-			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			ip := net.ParseIP(host)
-			return ip != nil && ip.IsLoopback() && slices.Contains(origins, r.Header.Get("Origin"))
-		},
+		AllowedOrigins: cfg.codecOrigins(),
+		Authorize:      codecAuthorize(cfg, checkKey),
+		MaxBodyBytes:   cfg.CodecMaxBodyBytes,
 	})
+}
+
+// codecAuthorize decides who may encode and decode. The codec key is one
+// for all tenants, so whoever may use /codec may decode every tenant's
+// payloads (which carry link metadata, never tokens or secrets) and
+// encrypt new ones:
+//
+//   - with TOKENWARDEN_CODEC_TOKEN set, that bearer token only;
+//   - otherwise any valid API key, of any tenant (give tenants' keys to
+//     nobody who must not see other tenants' link metadata, or set the
+//     token);
+//   - without a key, only with -codec-keyless-loopback (the dev stack): a
+//     request from a -codec-origins Origin, on a loopback connection that
+//     carries no proxy header (Forwarded, X-Forwarded-*, X-Real-IP, Via),
+//     since a reverse proxy on the same host makes every remote caller
+//     look local.
+func codecAuthorize(cfg *config, checkKey func(*http.Request) bool) func(*http.Request) bool {
+	origins := cfg.codecOrigins()
+	want := sha256.Sum256([]byte(cfg.CodecToken))
+	return func(r *http.Request) bool {
+		if r.Header.Get("Authorization") != "" {
+			if cfg.CodecToken != "" {
+				scheme, tok, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+				got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+				return ok && strings.EqualFold(scheme, "Bearer") && subtle.ConstantTimeCompare(got[:], want[:]) == 1
+			}
+			return checkKey(r)
+		}
+		if !cfg.CodecKeylessLoopback || proxied(r) {
+			return false
+		}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		return ip != nil && ip.IsLoopback() && slices.Contains(origins, r.Header.Get("Origin"))
+	}
+}
+
+// proxied reports a request that says it passed a proxy.
+func proxied(r *http.Request) bool {
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "Via"} {
+		if _, ok := r.Header[h]; ok {
+			return true
+		}
+	}
+	return false
 }

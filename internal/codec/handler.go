@@ -2,11 +2,16 @@ package codec
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // DefaultPrefix is where Handler serves the codec endpoints unless told
@@ -16,7 +21,7 @@ const DefaultPrefix = "/codec"
 
 // DefaultMaxBodyBytes bounds a request body. The UI sends the payloads of
 // one page of history at a time; Temporal's own blob limit is 2 MiB per
-// payload.
+// payload. It is the codec's own limit, far above the REST API's.
 const DefaultMaxBodyBytes = 8 << 20
 
 // HandlerOptions configure Handler.
@@ -33,7 +38,7 @@ type HandlerOptions struct {
 	// gateway checks an API key or a dedicated codec token. Required: with
 	// no Authorize every request is refused, so a forgotten option fails
 	// closed. CORS preflights never reach it (browsers send them without
-	// credentials).
+	// credentials). It runs before the body is read.
 	Authorize func(r *http.Request) bool
 	// MaxBodyBytes bounds a request body. Default DefaultMaxBodyBytes.
 	MaxBodyBytes int64
@@ -71,9 +76,7 @@ func Handler(k *Keyring, opts HandlerOptions) http.Handler {
 		origins:    origins,
 		authorize:  opts.Authorize,
 		maxBody:    opts.MaxBodyBytes,
-		// The SDK's handler does the protojson decoding, the codec call and
-		// the JSON answer; we add routing, CORS, auth and a body limit.
-		codec: converter.NewPayloadCodecHTTPHandler(NewCodec(k)),
+		codec:      NewCodec(k),
 	}
 }
 
@@ -82,7 +85,7 @@ type handler struct {
 	origins                []string
 	authorize              func(*http.Request) bool
 	maxBody                int64
-	codec                  http.Handler
+	codec                  converter.PayloadCodec
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -102,6 +105,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h.authorize == nil || !h.authorize(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tokenwarden-codec"`)
+		// The body is never read; the connection is not kept for it.
+		w.Header().Set("Connection", "close")
 		writeError(w, http.StatusUnauthorized, "unauthorized", "missing or invalid credentials for the codec endpoint")
 		return
 	}
@@ -114,10 +119,51 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "the codec endpoints take POST")
 		return
 	}
-	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
+	tooLarge := "request body exceeds " + strconv.FormatInt(h.maxBody, 10) + " bytes"
+	if r.ContentLength > h.maxBody {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", tooLarge)
+		return
 	}
-	h.codec.ServeHTTP(w, r)
+	if r.Body == nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body is empty; send {\"payloads\": [...]}")
+		return
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", tooLarge)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid_json", "could not read the request body")
+		return
+	}
+	var in commonpb.Payloads
+	if err := protojson.Unmarshal(raw, &in); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body is not Temporal payloads in JSON: {\"payloads\": [...]}")
+		return
+	}
+	var out []*commonpb.Payload
+	if r.URL.Path == h.encodePath {
+		out, err = h.codec.Encode(in.Payloads)
+	} else {
+		out, err = h.codec.Decode(in.Payloads)
+	}
+	if err != nil {
+		// The codec's errors name key IDs and formats, never key
+		// material or payload data.
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	b, err := protojson.Marshal(&commonpb.Payloads{Payloads: out})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "could not encode the answer")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(b)
 }
 
 // cors sets the response headers for an allowed Origin and reports whether
@@ -140,12 +186,14 @@ func normalizeOrigin(o string) string {
 	return strings.ToLower(strings.TrimRight(strings.TrimSpace(o), "/"))
 }
 
-// writeError answers in the gateway's error format.
+// writeError answers in the error format of the gateway's /v1 API,
+// request_id included (the gateway sets X-Request-ID before the codec
+// runs).
 func writeError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
-		"error": map[string]string{"code": code, "message": message},
+		"error": map[string]string{"code": code, "message": message, "request_id": w.Header().Get("X-Request-ID")},
 	})
 }

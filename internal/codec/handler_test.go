@@ -215,5 +215,44 @@ func TestHandlerRouting(t *testing.T) {
 	assert.Equal(t, http.StatusMethodNotAllowed, rec.Code)
 	assert.Equal(t, "POST, OPTIONS", rec.Header().Get("Allow"))
 	big := `{"payloads":[{"data":"` + strings.Repeat("A", 100) + `"}]}`
-	assert.Equal(t, http.StatusBadRequest, serve(http.MethodPost, "/temporal/codec/encode", big).Code)
+	rec = serve(http.MethodPost, "/temporal/codec/encode", big)
+	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
+	assert.Contains(t, rec.Body.String(), `"code":"body_too_large"`)
+}
+
+// Issue 12 point 14: every error of the codec is JSON in the /v1 format
+// (code, message, request_id), never Go's error text.
+func TestHandlerErrorsAreJSON(t *testing.T) {
+	h := codec.Handler(keyring(t, "k1:"+newKey(t)), codec.HandlerOptions{
+		Authorize: func(r *http.Request) bool { return r.Header.Get("Authorization") != "" },
+	})
+	for _, tc := range []struct {
+		name, body, auth, code string
+		status                 int
+	}{
+		{"not payloads", `{"payloads": 3}`, "x", "invalid_json", http.StatusBadRequest},
+		{"not JSON", `{"payl`, "x", "invalid_json", http.StatusBadRequest},
+		{"bad base64", `{"payloads":[{"metadata":{"encoding":"!!"}}]}`, "x", "invalid_json", http.StatusBadRequest},
+		{"no credentials", `{"payloads":[]}`, "", "unauthorized", http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/codec/decode", strings.NewReader(tc.body))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			rec := httptest.NewRecorder()
+			rec.Header().Set("X-Request-ID", "req-1")
+			h.ServeHTTP(rec, req)
+			assert.Equal(t, tc.status, rec.Code)
+			assert.Contains(t, rec.Header().Get("Content-Type"), "application/json")
+			var e struct {
+				Error struct{ Code, Message, RequestID string } `json:"error"`
+			}
+			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &e), "body: %s", rec.Body)
+			assert.Equal(t, tc.code, e.Error.Code)
+			assert.NotEmpty(t, e.Error.Message)
+			assert.NotContains(t, e.Error.Message, "proto")
+			assert.Equal(t, "req-1", rec.Result().Header.Get("X-Request-ID"))
+		})
+	}
 }

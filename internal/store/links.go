@@ -41,13 +41,17 @@ type Link struct {
 	// StateSeq is the workflow sequence number of the last state written.
 	StateSeq       int64
 	IdempotencyKey string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	// RequestHash identifies the request that created the link under
+	// IdempotencyKey (the gateway's salted hash; the store only keeps
+	// it). Nil for links created without one.
+	RequestHash []byte
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 const linkColumns = `id, tenant_id, provider, user_id, grant_type, scopes, status, vault_path, metadata,
 	expires_at, refresh_expires_at, next_refresh_at, last_error, refresh_count, state_seq,
-	idempotency_key, created_at, updated_at`
+	idempotency_key, idempotency_request_hash, created_at, updated_at`
 
 func scanLink(row pgx.Row) (Link, error) {
 	var (
@@ -57,7 +61,7 @@ func scanLink(row pgx.Row) (Link, error) {
 	)
 	err := row.Scan(&l.ID, &l.TenantID, &l.Provider, &l.UserID, &l.GrantType, &l.Scopes, &l.Status,
 		&l.VaultPath, &l.Metadata, &l.ExpiresAt, &l.RefreshExpiresAt, &l.NextRefreshAt, &lastError,
-		&l.RefreshCount, &l.StateSeq, &idempotencyKey, &l.CreatedAt, &l.UpdatedAt)
+		&l.RefreshCount, &l.StateSeq, &idempotencyKey, &l.RequestHash, &l.CreatedAt, &l.UpdatedAt)
 	if err != nil {
 		return Link{}, err
 	}
@@ -82,8 +86,9 @@ func nonNilMetadata(m map[string]any) map[string]any {
 
 // CreateLink inserts l, generating its ID when empty. With an
 // IdempotencyKey, a repeated call returns the link the first call created
-// and created=false; a repeat that names a different provider, user or grant
-// type fails with ErrIdempotencyConflict. An unknown tenant yields
+// and created=false; when that link has no RequestHash, a repeat that
+// names a different provider, user or grant type fails with
+// ErrIdempotencyConflict (with one, the caller compares the hashes). An unknown tenant yields
 // ErrNotFound.
 func (s *Store) CreateLink(ctx context.Context, l Link) (Link, bool, error) {
 	return createLink(ctx, s.pool, l)
@@ -110,13 +115,13 @@ func createLink(ctx context.Context, db DBTX, l Link) (Link, bool, error) {
 	created, err := scanLink(db.QueryRow(ctx, `
 		INSERT INTO links (id, tenant_id, provider, user_id, grant_type, scopes, status, vault_path,
 			metadata, expires_at, refresh_expires_at, next_refresh_at, last_error, refresh_count,
-			state_seq, idempotency_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+			state_seq, idempotency_key, idempotency_request_hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 		ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
 		RETURNING `+linkColumns,
 		l.ID, l.TenantID, l.Provider, l.UserID, l.GrantType, l.Scopes, l.Status, l.VaultPath,
 		nonNilMetadata(l.Metadata), l.ExpiresAt, l.RefreshExpiresAt, l.NextRefreshAt,
-		nullString(l.LastError), l.RefreshCount, l.StateSeq, nullString(l.IdempotencyKey),
+		nullString(l.LastError), l.RefreshCount, l.StateSeq, nullString(l.IdempotencyKey), l.RequestHash,
 	))
 	switch {
 	case err == nil:
@@ -135,7 +140,11 @@ func createLink(ctx context.Context, db DBTX, l Link) (Link, bool, error) {
 	if err != nil {
 		return Link{}, false, fmt.Errorf("store: create link: read existing: %w", err)
 	}
-	if existing.Provider != l.Provider || existing.UserID != l.UserID || existing.GrantType != l.GrantType {
+	// A link with a request hash is returned as it is: the caller, which
+	// made the hash, compares it. One without (created before hashes
+	// were kept) is compared on what the row holds.
+	if existing.RequestHash == nil &&
+		(existing.Provider != l.Provider || existing.UserID != l.UserID || existing.GrantType != l.GrantType) {
 		return Link{}, false, fmt.Errorf("store: create link: %w", ErrIdempotencyConflict)
 	}
 	return existing, false, nil

@@ -307,3 +307,34 @@ func TestUpdateLinkState(t *testing.T) {
 	_, err = s.UpdateLinkState(ctx, LinkState{TenantID: l.TenantID, LinkID: l.ID, Seq: 0, Status: "x"})
 	require.Error(t, err)
 }
+
+// A link created with a request hash keeps it, and a replay gets the
+// first link back with it whatever the replay names: the caller compares
+// the hashes (and answers 422), not the store.
+func TestCreateLinkKeepsRequestHash(t *testing.T) {
+	t.Parallel()
+	s, _ := testStore(t)
+	ctx := testCtx(t)
+
+	first := newTestLink(DefaultTenantID)
+	first.IdempotencyKey = "req-hash"
+	first.RequestHash = []byte("salt-and-digest")
+	got1, created, err := s.CreateLink(ctx, first)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, first.RequestHash, got1.RequestHash)
+
+	replay := newTestLink(DefaultTenantID)
+	replay.IdempotencyKey = "req-hash"
+	replay.Provider = "github"
+	replay.RequestHash = []byte("another")
+	got2, created, err := s.CreateLink(ctx, replay)
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, got1.ID, got2.ID)
+	require.Equal(t, first.RequestHash, got2.RequestHash)
+
+	got3, err := s.GetLink(ctx, DefaultTenantID, got1.ID)
+	require.NoError(t, err)
+	require.Equal(t, first.RequestHash, got3.RequestHash)
+}

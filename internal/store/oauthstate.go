@@ -24,23 +24,46 @@ type OAuthState struct {
 	UsedAt    *time.Time
 	ReturnURL string
 	CreatedAt time.Time
+	// BrowserBound: the state rides in the redirect URI's path and only
+	// ConsumeBoundOAuthState, with the cookie StartOAuthState bound,
+	// may spend it.
+	BrowserBound bool
+	// AuthURL is the provider's consent URL with a placeholder where the
+	// state goes (browser-bound states only); it holds no secret.
+	AuthURL string
+	// StartedAt is when StartOAuthState bound a browser.
+	StartedAt *time.Time
 }
 
-const oauthStateColumns = `link_id, tenant_id, expires_at, used_at, return_url, created_at`
+const oauthStateColumns = `link_id, tenant_id, expires_at, used_at, return_url, created_at, browser_bound, auth_url, started_at`
 
 func scanOAuthState(row pgx.Row) (OAuthState, error) {
 	var (
 		st        OAuthState
 		returnURL *string
+		authURL   *string
 	)
-	if err := row.Scan(&st.LinkID, &st.TenantID, &st.ExpiresAt, &st.UsedAt, &returnURL, &st.CreatedAt); err != nil {
+	if err := row.Scan(&st.LinkID, &st.TenantID, &st.ExpiresAt, &st.UsedAt, &returnURL, &st.CreatedAt,
+		&st.BrowserBound, &authURL, &st.StartedAt); err != nil {
 		return OAuthState{}, err
 	}
 	utc(&st.ExpiresAt, &st.CreatedAt)
 	utcPtr(&st.UsedAt)
+	utcPtr(&st.StartedAt)
 	st.ReturnURL = derefString(returnURL)
+	st.AuthURL = derefString(authURL)
 	return st, nil
 }
+
+// Errors of browser-bound states.
+var (
+	// ErrStateStarted: the start page of a browser-bound state was
+	// already opened (by this browser or another).
+	ErrStateStarted = errors.New("store: oauth state already started in a browser")
+	// ErrStateBrowser: the callback came without the cookie of the
+	// browser that started the flow.
+	ErrStateBrowser = errors.New("store: oauth state bound to another browser")
+)
 
 func hashState(state string) []byte {
 	sum := sha256.Sum256([]byte(state))
@@ -57,11 +80,13 @@ func (s *Store) PutOAuthState(ctx context.Context, state string, st OAuthState) 
 		return errors.New("store: put oauth state: tenant id and link id are required")
 	case st.ExpiresAt.IsZero():
 		return errors.New("store: put oauth state: expiry is required")
+	case st.BrowserBound && st.AuthURL == "":
+		return errors.New("store: put oauth state: a browser-bound state needs its authorization URL")
 	}
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO oauth_states (hash, link_id, tenant_id, expires_at, return_url)
-		VALUES ($1, $2, $3, $4, $5)`,
-		hashState(state), st.LinkID, st.TenantID, st.ExpiresAt, nullString(st.ReturnURL),
+		INSERT INTO oauth_states (hash, link_id, tenant_id, expires_at, return_url, browser_bound, auth_url)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		hashState(state), st.LinkID, st.TenantID, st.ExpiresAt, nullString(st.ReturnURL), st.BrowserBound, nullString(st.AuthURL),
 	)
 	if isForeignKeyViolation(err, "oauth_states_link_fkey") {
 		return fmt.Errorf("store: put oauth state: link %q: %w", st.LinkID, ErrNotFound)
@@ -75,16 +100,32 @@ func (s *Store) PutOAuthState(ctx context.Context, state string, st OAuthState) 
 // ConsumeOAuthState marks the state used and returns what it remembered.
 // It succeeds at most once per state; afterwards it yields ErrStateUsed.
 // A state past its expiry at now yields ErrStateExpired, an unknown one
-// ErrNotFound.
+// ErrNotFound. A browser-bound state is unknown here: only
+// ConsumeBoundOAuthState spends it.
 func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Time) (OAuthState, error) {
+	return s.consume(ctx, state, nil, now)
+}
+
+// ConsumeBoundOAuthState is ConsumeOAuthState for a browser-bound state:
+// binding must be the cookie StartOAuthState bound, or it yields
+// ErrStateBrowser and the state stays unspent. A state that is not
+// browser-bound is unknown here.
+func (s *Store) ConsumeBoundOAuthState(ctx context.Context, state, binding string, now time.Time) (OAuthState, error) {
+	return s.consume(ctx, state, hashState(binding), now)
+}
+
+// consume spends state; binding nil means a state that is not bound.
+func (s *Store) consume(ctx context.Context, state string, binding []byte, now time.Time) (OAuthState, error) {
 	hash := hashState(state)
+	bound := binding != nil
 	// The conditional update is the single-use guarantee: of two concurrent
 	// callbacks, only one matches used_at IS NULL.
 	st, err := scanOAuthState(s.pool.QueryRow(ctx, `
 		UPDATE oauth_states SET used_at = $2
 		WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
+		  AND browser_bound = $3 AND (NOT $3 OR binding_hash = $4)
 		RETURNING `+oauthStateColumns,
-		hash, now,
+		hash, now, bound, binding,
 	))
 	if err == nil {
 		return st, nil
@@ -93,17 +134,65 @@ func (s *Store) ConsumeOAuthState(ctx context.Context, state string, now time.Ti
 		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", err)
 	}
 	// Nothing matched; find out why, for an error the callback can act on.
-	st, err = scanOAuthState(s.pool.QueryRow(ctx,
-		`SELECT `+oauthStateColumns+` FROM oauth_states WHERE hash = $1`, hash))
+	st, err = s.diagnose(ctx, hash, bound)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", ErrNotFound)
 	case err != nil:
 		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", err)
 	case st.UsedAt != nil:
 		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", ErrStateUsed)
-	default:
+	case !st.ExpiresAt.After(now):
 		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", ErrStateExpired)
+	default:
+		return OAuthState{}, fmt.Errorf("store: consume oauth state: %w", ErrStateBrowser)
+	}
+}
+
+// diagnose reads the state under hash for an error message; a state of
+// the other kind (bound or not) is ErrNotFound.
+func (s *Store) diagnose(ctx context.Context, hash []byte, bound bool) (OAuthState, error) {
+	st, err := scanOAuthState(s.pool.QueryRow(ctx,
+		`SELECT `+oauthStateColumns+` FROM oauth_states WHERE hash = $1`, hash))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || (err == nil && st.BrowserBound != bound):
+		return OAuthState{}, ErrNotFound
+	case err != nil:
+		return OAuthState{}, err
+	}
+	return st, nil
+}
+
+// StartOAuthState binds a browser-bound state to the browser whose
+// cookie is binding, once: a second start yields ErrStateStarted. It
+// returns the state's row, whose AuthURL the start page redirects to.
+// Used, expired and unknown states yield ErrStateUsed, ErrStateExpired
+// and ErrNotFound, as ConsumeOAuthState's do.
+func (s *Store) StartOAuthState(ctx context.Context, state, binding string, now time.Time) (OAuthState, error) {
+	if len(binding) < minStateLen {
+		return OAuthState{}, fmt.Errorf("store: start oauth state: binding must be at least %d characters", minStateLen)
+	}
+	hash := hashState(state)
+	st, err := scanOAuthState(s.pool.QueryRow(ctx, `
+		UPDATE oauth_states SET started_at = $2, binding_hash = $3
+		WHERE hash = $1 AND browser_bound AND started_at IS NULL AND used_at IS NULL AND expires_at > $2
+		RETURNING `+oauthStateColumns,
+		hash, now, hashState(binding),
+	))
+	if err == nil {
+		return st, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return OAuthState{}, fmt.Errorf("store: start oauth state: %w", err)
+	}
+	st, err = s.diagnose(ctx, hash, true)
+	switch {
+	case err != nil:
+		return OAuthState{}, fmt.Errorf("store: start oauth state: %w", err)
+	case st.UsedAt != nil:
+		return OAuthState{}, fmt.Errorf("store: start oauth state: %w", ErrStateUsed)
+	case !st.ExpiresAt.After(now):
+		return OAuthState{}, fmt.Errorf("store: start oauth state: %w", ErrStateExpired)
+	default:
+		return OAuthState{}, fmt.Errorf("store: start oauth state: %w", ErrStateStarted)
 	}
 }
 

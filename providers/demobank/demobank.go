@@ -11,6 +11,26 @@
 // is not active"), the engine logs in again with the stored password:
 // activities re-exchanges password grants on InvalidGrant, so this
 // package needs no Reenroller.
+//
+// client_id: the seed fixes it ("client_id: demobank-cli (fixed)"), so an
+// entry without client_id gets demobank-cli (and auth_style none), and an
+// entry with another one loads with a warning (Catalog.Warnings, logged
+// by tokenwarden at start): it works only if the mandator's realm knows
+// that client; otherwise Keycloak answers invalid_client and links fail.
+//
+// Assumptions that remain, with the seed sentence they rest on:
+//   - "POST https://keycloak-finapi-general-live.finapi.io/realms/
+//     <mandator>/protocol/openid-connect/token": Keycloak 17+ paths
+//     without /auth; settings.base_url replaces the host.
+//   - "Currently the access token expires after 15 minutes" and the
+//     example's "refresh_expires_in": 1800: both are read from each reply,
+//     never assumed.
+//   - "To restore access token you can simply get a new token (as it is
+//     described above) or use grant_type=refresh_token": a dead refresh
+//     token means logging in again with the stored password.
+//   - not in the seed: revocation is Keycloak's logout endpoint with the
+//     refresh token; a disabled account ("Account disabled") is
+//     Permanent.
 package demobank
 
 import (
@@ -30,6 +50,11 @@ const KindName = "demobank"
 // DefaultBaseURL is finAPI's live Keycloak, from its documentation.
 const DefaultBaseURL = "https://keycloak-finapi-general-live.finapi.io"
 
+// ClientID is the public client finAPI fixes ("client_id: demobank-cli
+// (fixed)"): an entry without client_id gets it, and any other is a
+// warning at catalog load.
+const ClientID = "demobank-cli"
+
 // New is the providers.Kind of the finAPI Demobank.
 func New() providers.Config { return &Config{} }
 
@@ -39,6 +64,31 @@ type Config struct {
 	BaseURL string `yaml:"base_url"`
 	// Mandator is the realm name finAPI assigns.
 	Mandator string `yaml:"mandator"`
+}
+
+var (
+	_ providers.Defaulter = (*Config)(nil)
+	_ providers.Warner    = (*Config)(nil)
+)
+
+// Default gives an entry without client_id finAPI's fixed one, and one
+// without auth_style the public client's (none).
+func (c *Config) Default(e *providers.Entry) {
+	if e.ClientID == "" {
+		e.ClientID = ClientID
+	}
+	if e.AuthStyle == providers.AuthStyleAuto {
+		e.AuthStyle = providers.AuthStyleNone
+	}
+}
+
+// Warnings says when the entry's client_id is not the one the seed
+// fixes: it works only if the mandator's realm knows that client too.
+func (c *Config) Warnings(e providers.Entry) []string {
+	if e.ClientID != ClientID {
+		return []string{fmt.Sprintf("client_id %q is not %s, the client finAPI fixes for the Demobank (\"client_id: demobank-cli (fixed)\"); logins fail unless the mandator's realm knows this client", e.ClientID, ClientID)}
+	}
+	return nil
 }
 
 // Validate lists what is wrong with e and the settings.

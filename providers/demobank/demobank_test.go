@@ -283,3 +283,46 @@ func TestCatalogSnippetLoads(t *testing.T) {
 	_, entry, _ := reg.Get("finapi-demobank")
 	assert.Equal(t, demobank.DefaultBaseURL+"/realms/customer/protocol/openid-connect/token", entry.Endpoint.TokenURL)
 }
+
+// client_id defaults to demobank-cli, as the seed fixes it ("client_id:
+// demobank-cli (fixed)"); another one loads with a warning, and logins
+// with it fail against a realm that knows only demobank-cli.
+func TestClientIDDefaultAndWarning(t *testing.T) {
+	load := func(clientID string) *providers.Catalog {
+		t.Helper()
+		doc := "providers:\n  - name: d\n    kind: demobank\n    grants: [password]\n    settings: {mandator: customer}\n"
+		if clientID != "" {
+			doc = strings.Replace(doc, "kind: demobank\n", "kind: demobank\n    client_id: "+clientID+"\n", 1)
+		}
+		cat, err := providers.Load(strings.NewReader(doc), kinds)
+		require.NoError(t, err)
+		return cat
+	}
+	cat := load("")
+	assert.Equal(t, sim.ClientID, cat.Entries()[0].ClientID)
+	assert.Empty(t, cat.Warnings)
+	assert.Empty(t, load(sim.ClientID).Warnings)
+
+	cat = load("my-cli")
+	assert.Equal(t, "my-cli", cat.Entries()[0].ClientID)
+	require.Len(t, cat.Warnings, 1)
+	assert.Contains(t, cat.Warnings[0], `client_id "my-cli" is not demobank-cli`)
+	assert.Contains(t, cat.Warnings[0], `provider "d"`)
+
+	s := sim.New(sim.Options{Users: map[string]string{"demo": "pw-demo-0001"}})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for id, works := range map[string]bool{sim.ClientID: true, "my-cli": false} {
+		e := providers.Entry{Name: "d", Kind: demobank.KindName, ClientID: id, Grants: []string{providers.GrantPassword},
+			Endpoint: demobank.Endpoints(srv.URL, "customer")}
+		p, err := demobank.NewProvider(e, srv.Client())
+		require.NoError(t, err)
+		_, err = p.Exchange(context.Background(), providers.Grant{Type: providers.GrantPassword, Username: "demo", Password: "pw-demo-0001"})
+		if works {
+			require.NoError(t, err)
+		} else {
+			pe := requireClass(t, err, providers.Permanent)
+			assert.Equal(t, "invalid_client", pe.Code)
+		}
+	}
+}

@@ -3,11 +3,33 @@
 // {base_url}/auth/realms/{realm}/protocol/openid-connect/{auth,token,logout}.
 //
 // It wraps the generic provider and adds what Everifin documents beyond
-// plain OAuth: PKCE is always used (Everifin allows it, Keycloak checks
-// it when a challenge was sent), revocation is Keycloak's logout (it
-// ends the refresh token; the access token lives on for its few
-// minutes), and a disabled user is an operator's problem rather than a
-// lost grant.
+// plain OAuth: revocation is Keycloak's logout (it ends the refresh
+// token; the access token lives on for its few minutes), a disabled user
+// is an operator's problem rather than a lost grant, a brute-force
+// lockout clears by itself, and an ended Keycloak session is named as
+// such.
+//
+// Assumptions that remain (the seed is Everifin's "Authentication"
+// page; it shows no Keycloak detail):
+//   - "Authentication is facilitated by OpenID Connect" and "We will
+//     provide you with your own authentication realm": the realm is a
+//     Keycloak realm, so its error texts and session rules apply.
+//   - PKCE is the entry's pkce flag, on by default. The seed does not
+//     mention it; Keycloak checks a challenge when one was sent and, unless
+//     the client requires one, accepts a request without. For a realm
+//     that refuses it, pkce: false.
+//   - "Access token expires after some time ... Once the Access_token is
+//     expired ... use the refresh_token": nothing is said of how long
+//     the refresh token lives. Keycloak ends every SSO session at "SSO
+//     Session Max" (10 hours by default) however often it is refreshed;
+//     an authorization_code link then needs the end-user again
+//     (reauth_required, last_error names the session limit). Requesting
+//     the offline_access scope (scopes: [openid, offline_access]) gets an
+//     offline session, which that limit does not end, where Everifin's
+//     realm grants the offline_access role; the seed says nothing of it.
+//   - Keycloak's brute-force detection answers "Account temporarily
+//     disabled" until its wait runs out (15 minutes by default):
+//     RateLimited with settings.lockout_backoff as Retry-After.
 package everifin
 
 import (
@@ -38,7 +60,14 @@ type Config struct {
 	BaseURL string `yaml:"base_url"`
 	// Realm is the realm Everifin provides to each customer.
 	Realm string `yaml:"realm"`
+	// LockoutBackoff is how long the engine waits after Keycloak's
+	// brute-force lockout ("Account temporarily disabled") before it
+	// tries again. Default 15m, Keycloak's default "Max Wait".
+	LockoutBackoff time.Duration `yaml:"lockout_backoff"`
 }
+
+// DefaultLockoutBackoff is Keycloak's default brute-force "Max Wait".
+const DefaultLockoutBackoff = 15 * time.Minute
 
 // Grants this kind runs. Everifin enables authorization_code by default
 // and others on request; Keycloak implements these three.
@@ -66,8 +95,8 @@ func (c *Config) Validate(e providers.Entry) error {
 				g, strings.Join(supportedGrants, ", ")))
 		}
 	}
-	if !e.PKCE {
-		errs = append(errs, errors.New("pkce: false is not allowed for kind everifin: Tokenwarden always sends an S256 challenge"))
+	if c.LockoutBackoff < 0 {
+		errs = append(errs, errors.New("settings.lockout_backoff must not be negative"))
 	}
 	if e.AuthStyle == providers.AuthStyleNone {
 		errs = append(errs, errors.New("auth_style none: Everifin clients are confidential"))
@@ -111,11 +140,18 @@ func (c *Config) Open(_ context.Context, e providers.Entry, s providers.Setup) (
 		// spares auto's Basic probe.
 		e.AuthStyle = providers.AuthStyleBody
 	}
-	e.PKCE = true
+	// PKCE follows the entry's pkce flag (default on).
 	if len(e.Scopes) == 0 {
 		e.Scopes = []string{"openid"}
 	}
-	return NewProvider(e, s.ClientSecret, s.HTTPClient)
+	p, err := NewProvider(e, s.ClientSecret, s.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	if c.LockoutBackoff > 0 {
+		p.lockout = c.LockoutBackoff
+	}
+	return p, nil
 }
 
 // Provider talks to one Everifin realm.
@@ -124,6 +160,8 @@ type Provider struct {
 	e      providers.Entry
 	secret string
 	client *http.Client
+	// lockout is the wait after a brute-force lockout.
+	lockout time.Duration
 }
 
 var (
@@ -139,13 +177,15 @@ func NewProvider(e providers.Entry, clientSecret string, client *http.Client) (*
 	if err != nil {
 		return nil, err
 	}
-	return &Provider{g: g, e: g.Entry(), secret: clientSecret, client: providers.HTTPClient(client)}, nil
+	return &Provider{g: g, e: g.Entry(), secret: clientSecret, client: providers.HTTPClient(client),
+		lockout: DefaultLockoutBackoff}, nil
 }
 
 // Endpoint returns the endpoints in use.
 func (p *Provider) Endpoint() providers.Endpoint { return p.e.Endpoint }
 
-// AuthCodeURL builds the consent URL, always with an S256 challenge.
+// AuthCodeURL builds the consent URL, with an S256 challenge unless the
+// entry turned PKCE off.
 func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []string, params map[string]string) (string, error) {
 	return p.g.AuthCodeURL(state, verifier, redirectURL, scopes, params)
 }
@@ -153,7 +193,7 @@ func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []str
 // Exchange obtains the first token.
 func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.Token, error) {
 	t, err := p.g.Exchange(ctx, g)
-	return t, UserDisabled(err)
+	return t, KeycloakError(err, p.lockout)
 }
 
 // Refresh trades t's refresh token for a new pair. Keycloak rotates the
@@ -161,7 +201,7 @@ func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.
 // generic provider adopts both.
 func (p *Provider) Refresh(ctx context.Context, t *providers.Token) (*providers.Token, error) {
 	nt, err := p.g.Refresh(ctx, t)
-	return nt, UserDisabled(err)
+	return nt, KeycloakError(err, p.lockout)
 }
 
 // Revoke logs the session out: POST logout with the refresh token and
@@ -218,21 +258,45 @@ func errorFields(body []byte) (code, desc string) {
 	return code, desc
 }
 
-// UserDisabled reclassifies Keycloak's disabled-user answers. Keycloak
-// sends them as invalid_grant, but no stored credential can fix them:
-// an administrator must enable the user, so they are Permanent. The
-// messages are Keycloak's (direct grant: "Account disabled"; refresh:
-// "User disabled"). Exported for other Keycloak-based kinds.
-func UserDisabled(err error) error {
+// UserDisabled is KeycloakError with the default lockout backoff.
+// Exported for other Keycloak-based kinds.
+func UserDisabled(err error) error { return KeycloakError(err, DefaultLockoutBackoff) }
+
+// ErrSessionEnded is the cause an invalid_grant gets when Keycloak ended
+// the session behind the refresh token: SSO Session Idle or Max ran out
+// (or a logout ended it). Its text reaches the link's last_error.
+var ErrSessionEnded = errors.New("the provider's session limit ended the grant (Keycloak SSO session idle or max timeout, or a logout); the end-user must sign in again, or request offline_access where the provider grants it")
+
+// KeycloakError reclassifies Keycloak's invalid_grant answers, whose
+// descriptions are Keycloak's own texts:
+//   - a disabled user ("Account disabled", "User disabled", "Account is
+//     not fully set up") needs an administrator: Permanent;
+//   - a brute-force lockout ("Account temporarily disabled") clears by
+//     itself: RateLimited, retried after lockout;
+//   - an ended session ("Session not active", "Token is not active",
+//     "Offline session not active", ...) stays InvalidGrant, with
+//     ErrSessionEnded as its cause, which says so.
+//
+// Exported for other Keycloak-based kinds.
+func KeycloakError(err error, lockout time.Duration) error {
 	var pe *providers.Error
 	if !errors.As(err, &pe) || pe.Code != "invalid_grant" {
 		return err
 	}
+	c := *pe
 	switch pe.Description {
-	case "Account disabled", "User disabled", "Account temporarily disabled", "Account is not fully set up":
-		c := *pe
+	case "Account disabled", "User disabled", "Account is not fully set up":
 		c.Class = providers.Permanent
-		return &c
+	case "Account temporarily disabled":
+		c.Class = providers.RateLimited
+		c.RetryAfter = lockout
+	case "Session not active", "Token is not active", "Stale token", "Offline session not active",
+		"Offline user session not found", "Session doesn't have required client":
+		if c.Err == nil {
+			c.Err = ErrSessionEnded
+		}
+	default:
+		return err
 	}
-	return err
+	return &c
 }

@@ -342,7 +342,7 @@ func TestConfigValidation(t *testing.T) {
 		"bad base_url":  {"settings: {base_url: 'ftp://x', realm: r}", "not an absolute http(s) URL"},
 		"no realm":      {"settings: {base_url: 'https://x'}", "settings.realm is required"},
 		"realm w/slash": {"settings: {base_url: 'https://x', realm: 'a/b'}", "bare realm name"},
-		"pkce off":      {"pkce: false\n    settings: {base_url: 'https://x', realm: r}", "pkce: false is not allowed"},
+		"bad lockout":   {"settings: {base_url: 'https://x', realm: r, lockout_backoff: -1s}", "lockout_backoff must not be negative"},
 		"device grant":  {"settings: {base_url: 'https://x', realm: r}\n    grants: [device_code]", `grant "device_code" is not supported`},
 		"unknown key":   {"settings: {base_url: 'https://x', realm: r, relm: r}", "unknown field settings.relm"},
 	} {

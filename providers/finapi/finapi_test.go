@@ -242,7 +242,7 @@ func TestClientTokenWaitHonoursContext(t *testing.T) {
 	f.p.lock <- struct{}{} // someone else is fetching
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := f.p.clientToken(ctx)
+	_, _, err := f.p.clientToken(ctx)
 	assert.True(t, providers.IsTimeout(err), "%v", err)
 	<-f.p.lock
 }
@@ -381,7 +381,7 @@ func TestFailureClasses(t *testing.T) {
 		require.ErrorIs(t, err, providers.ErrMalformedReply)
 	})
 	t.Run("user creation fails", func(t *testing.T) {
-		_, err := f.p.clientToken(ctx) // cached, so the fault hits /users
+		_, _, err := f.p.clientToken(ctx) // cached, so the fault hits /users
 		require.NoError(t, err)
 		f.sim.FailNext(1, 500)
 		_, err = f.p.Exchange(ctx, passwordGrant("ivan", true))

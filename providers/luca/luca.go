@@ -10,6 +10,30 @@
 // off unless asked (Luca does not document it), and verifies tokens with
 // a GraphQL query.
 //
+// Assumptions that remain, with the seed ("API: Authenticate with
+// OAuth2") sentence they rest on:
+//   - "We will send back the following parameters: code ... scope": no
+//     state. The kind therefore defaults to redirect_state: path: the
+//     state rides in the redirect URI's path and a cookie binds the flow
+//     to the browser (see providers.RedirectStatePath). This assumes
+//     Luca accepts a redirect_uri per request ("redirect_uri – (required)
+//     The URL the user will be redirected to"; the application's setup in
+//     "Settings->Advanced" asks for no redirect URL).
+//   - The token request shows no redirect_uri; Tokenwarden sends the one
+//     of the authorization request anyway, so that a code issued for
+//     another link (another path) is refused where Luca checks it, as
+//     RFC 6749 4.1.3 requires. Without PKCE that check is what binds a
+//     code to its link: redirect_state: query is refused unless pkce is
+//     on.
+//   - "currently we support only one scope which is accounting": any
+//     other scope is refused when the catalog loads.
+//   - "use the API as usual by calling POST to /api/v1/graphql" with the
+//     example "{ saleInvoices { nodes { id } } }": the nodes shape is
+//     taken as a paginated connection that takes first: n, so the check
+//     asks for one invoice. A GraphQL reply 200 whose errors say
+//     "Unauthenticated." (as Laravel's GraphQL servers answer) means the
+//     access token is not accepted: refresh.
+//
 // Luca documents no revocation endpoint, so Provider is not a
 // providers.Revoker: revoking a link wipes its secrets, and the grant
 // stays listed in the user's Luca settings until removed there.
@@ -55,7 +79,15 @@ type Config struct {
 	// is not used for this kind: the catalog defaults it to true, which
 	// would turn on something Luca never promised to accept.
 	PKCE bool `yaml:"pkce"`
+	// GraphQLURL is the API endpoint Verify queries. Default: next to
+	// the token endpoint ({base}/api/v1/graphql, where {base} is the
+	// catalog's endpoint.token_url without /api/v2/oauth2/token, or
+	// base_url).
+	GraphQLURL string `yaml:"graphql_url"`
 }
+
+// DefaultRedirectState is path: Luca documents no state in its redirect.
+func (c *Config) DefaultRedirectState() providers.RedirectState { return providers.RedirectStatePath }
 
 // Validate lists what is wrong with e and the settings.
 func (c *Config) Validate(e providers.Entry) error {
@@ -75,6 +107,18 @@ func (c *Config) Validate(e providers.Entry) error {
 	}
 	if err := checkParams("auth_params", e.AuthParams); err != nil {
 		errs = append(errs, err)
+	}
+	for _, sc := range e.Scopes {
+		if sc != Scope {
+			errs = append(errs, fmt.Errorf("scope %q: Luca offers only the scope %s", sc, Scope))
+		}
+	}
+	if c.GraphQLURL != "" && !providers.AbsoluteHTTP(c.GraphQLURL) {
+		errs = append(errs, fmt.Errorf("settings.graphql_url %q is not an absolute http(s) URL", c.GraphQLURL))
+	}
+	if e.RedirectState == providers.RedirectStateQuery && !c.PKCE {
+		errs = append(errs, errors.New("redirect_state: query needs settings.pkce: true for kind luca: "+
+			"without PKCE and without a per-link redirect URI a code issued for another link would be accepted"))
 	}
 	return errors.Join(errs...)
 }
@@ -108,7 +152,20 @@ func (c *Config) Open(_ context.Context, e providers.Entry, s providers.Setup) (
 	}
 	e.Endpoint = e.Endpoint.Or(Endpoints(c.BaseURL))
 	e.PKCE = c.PKCE
-	return NewProvider(e, s.ClientSecret, strings.TrimSuffix(c.BaseURL, "/")+"/api/v1/graphql", s.HTTPClient)
+	return NewProvider(e, s.ClientSecret, c.graphqlURL(e.Endpoint), s.HTTPClient)
+}
+
+// graphqlURL is settings.graphql_url, or the API next to the token
+// endpoint in use: a catalog that moves the token endpoint to another
+// installation moves the check with it.
+func (c *Config) graphqlURL(ep providers.Endpoint) string {
+	if c.GraphQLURL != "" {
+		return c.GraphQLURL
+	}
+	if base, ok := strings.CutSuffix(ep.TokenURL, "/api/v2/oauth2/token"); ok {
+		return base + "/api/v1/graphql"
+	}
+	return strings.TrimSuffix(c.BaseURL, "/") + "/api/v1/graphql"
 }
 
 // Provider talks to one Luca installation.
@@ -171,14 +228,16 @@ func (p *Provider) Refresh(ctx context.Context, t *providers.Token) (*providers.
 	return p.g.Refresh(ctx, t)
 }
 
-// verifyQuery is the documented example query: cheap, and it needs the
-// accounting scope.
-const verifyQuery = `{ saleInvoices { nodes { id } } }`
+// verifyQuery is the documented example query bounded to one invoice:
+// it needs the accounting scope, and its reply does not grow with the
+// company's books.
+const verifyQuery = `{ saleInvoices(first: 1) { nodes { id } } }`
 
-// Verify runs a GraphQL query with t's access token. A 401 means the
-// token is not accepted (expired or revoked): class InvalidGrant with
-// code invalid_token, so that the caller refreshes. A 200 without data
-// (GraphQL errors) is Permanent: the token works but may not read
+// Verify runs a GraphQL query with t's access token. A 401, or a 200
+// whose errors say the request is unauthenticated, means the token is
+// not accepted (expired or revoked): class InvalidGrant with code
+// invalid_token, so that the caller refreshes. Other GraphQL errors
+// without data are Permanent: the token works but may not read
 // invoices.
 func (p *Provider) Verify(ctx context.Context, t *providers.Token) error {
 	const op = "verify"
@@ -208,11 +267,27 @@ func (p *Provider) Verify(ctx context.Context, t *providers.Token) error {
 	var reply struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []struct {
-			Message string `json:"message"`
+			Message    string `json:"message"`
+			Extensions struct {
+				Category string `json:"category"`
+				Code     string `json:"code"`
+			} `json:"extensions"`
 		} `json:"errors"`
 	}
 	if err := json.Unmarshal(raw, &reply); err != nil {
 		return &providers.Error{Class: providers.Transient, Op: op, Status: resp.StatusCode, Err: providers.ErrMalformedReply}
+	}
+	for _, ge := range reply.Errors {
+		// Lighthouse (Laravel) answers an unauthenticated request 200
+		// with {"message":"Unauthenticated.","extensions":{"category":
+		// "authentication"}}; Apollo-style servers use code
+		// UNAUTHENTICATED.
+		if ge.Message == "Unauthenticated." || ge.Extensions.Category == "authentication" ||
+			ge.Extensions.Code == "UNAUTHENTICATED" {
+			e := providers.ResponseError(op, resp.StatusCode, resp.Header, "invalid_token", "access token not accepted (GraphQL: unauthenticated)")
+			e.Class = providers.InvalidGrant
+			return e
+		}
 	}
 	if len(reply.Data) == 0 || string(reply.Data) == "null" {
 		e := providers.ResponseError(op, resp.StatusCode, resp.Header, "graphql_error", "")

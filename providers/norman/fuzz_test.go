@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sort"
 	"testing"
 	"time"
 
@@ -47,6 +48,12 @@ func FuzzToken(f *testing.F) {
 		`{"access":"` + access + `"}`,
 		`{"accessToken":"opaque-access","refreshToken":"opaque-refresh"}`,
 		`{"accessToken":"","access":"second-spelling"}`,
+		`{"access_token":"snake","refresh_token":"snake-r","expires_in":600}`,
+		`{"data":{"accessToken":"nested","refreshToken":"nested-r"}}`,
+		`{"tokens":{"access":"nested-2"},"user":{"username":"x"}}`,
+		`{"a":{"access_token":"deep"},"b":{"accessToken":"other"}}`,
+		`{"data":{"data":{"accessToken":"too-deep"}}}`,
+		`{"jwt":{"a":"x","r":"y"}}`,
 		// JWTs with claims that must not be believed.
 		`{"access":"` + fuzzJWT(`{"exp":1}`) + `"}`,
 		`{"access":"` + fuzzJWT(`{"exp":1e308}`) + `"}`,
@@ -77,28 +84,60 @@ func FuzzToken(f *testing.F) {
 		}
 		tok, err := p.token(opRefresh, &reply{status: http.StatusOK, body: []byte(body)}, prev)
 
-		// What the reply says, decoded independently of p.token.
+		// What the reply says, decoded independently of p.token: the
+		// first object holding an access token in any spelling, the top
+		// level first, then the wrappers, then other object values by key.
 		var fields map[string]any
 		isObject := json.Unmarshal([]byte(body), &fields) == nil && fields != nil
-		wantAccess := ""
+		str := func(m map[string]any, names ...string) string {
+			for _, n := range names {
+				if s, ok := m[n].(string); ok && s != "" {
+					return s
+				}
+			}
+			return ""
+		}
+		var pair map[string]any
 		if isObject {
-			if s, ok := fields["accessToken"].(string); ok && s != "" {
-				wantAccess = s
-			} else if s, ok := fields["access"].(string); ok {
-				wantAccess = s
+			candidates := []any{fields}
+			for _, k := range []string{"tokens", "token", "data", "result", "auth"} {
+				candidates = append(candidates, fields[k])
+			}
+			keys := make([]string, 0, len(fields))
+			for k := range fields {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				candidates = append(candidates, fields[k])
+			}
+			for _, c := range candidates {
+				if m, ok := c.(map[string]any); ok && str(m, "accessToken", "access_token", "access") != "" {
+					pair = m
+					break
+				}
 			}
 		}
+		wantAccess := str(pair, "accessToken", "access_token", "access")
 
 		if err != nil {
 			if tok != nil {
 				t.Fatal("both a token and an error")
 			}
 			var pe *providers.Error
-			if !errors.As(err, &pe) || pe.Class != providers.Transient || !errors.Is(err, providers.ErrMalformedReply) {
-				t.Fatalf("want a Transient malformed-reply *providers.Error, got %T (%v)", err, err)
+			if !errors.As(err, &pe) {
+				t.Fatalf("want a *providers.Error, got %T (%v)", err, err)
 			}
-			if err.Error() != wantErr.Error() {
-				t.Fatalf("error text depends on the body: %q", err.Error())
+			switch {
+			case !isObject:
+				if pe.Class != providers.Transient || !errors.Is(err, providers.ErrMalformedReply) {
+					t.Fatalf("want a Transient malformed-reply error for a body that is no JSON object, got %v", err)
+				}
+				if err.Error() != wantErr.Error() {
+					t.Fatalf("error text depends on the body: %q", err.Error())
+				}
+			case pe.Class != providers.Misconfigured || !errors.Is(err, ErrUnknownReplyShape):
+				t.Fatalf("want a Misconfigured unknown-shape error for a JSON object, got %v", err)
 			}
 			if wantAccess != "" {
 				t.Fatal("a reply naming an access token was refused")
@@ -124,12 +163,7 @@ func FuzzToken(f *testing.F) {
 		if !tok.RefreshExpiry.IsZero() && (!tok.RefreshExpiry.After(fuzzNow) || tok.RefreshExpiry.After(fuzzNow.Add(maxLifetime))) {
 			t.Fatalf("refresh expiry %v not in (now, now+%v]", tok.RefreshExpiry, maxLifetime)
 		}
-		var wantRefresh string
-		if s, ok := fields["refreshToken"].(string); ok && s != "" {
-			wantRefresh = s
-		} else if s, ok := fields["refresh"].(string); ok {
-			wantRefresh = s
-		}
+		wantRefresh := str(pair, "refreshToken", "refresh_token", "refresh")
 		switch {
 		case wantRefresh != "":
 			if tok.RefreshToken != wantRefresh {

@@ -9,11 +9,39 @@
 // a refresh token is rejected, token/retrieve issues a new pair for the
 // same user, so a link recovers without the end-user.
 //
-// Assumptions beyond Norman's published guide (marked where they matter):
-// replies use either accessToken/refreshToken (create, retrieve) or
-// SimpleJWT's access/refresh (refresh); errors are Django REST framework
-// bodies ({"detail", "code"} or per-field lists); SimpleJWT marks a bad or
-// blacklisted token with 401 and code token_not_valid.
+// Token replies: the guide names accessToken and refreshToken but shows
+// no reply. The pair is read in camelCase (accessToken), SimpleJWT's
+// spelling (access) or snake_case (access_token), at the top level or one
+// level down ({"data": {...}}, {"tokens": {...}}). A 2xx that is a JSON
+// object with no access token in any of these is a configuration error
+// (Misconfigured: the engine fails the link, last_error names the reply's
+// keys) at once, since the same call gets the same shape again; a body
+// that is no JSON at all (cut off, an HTML page) stays Transient.
+//
+// "User already exists": when users/create answers 409, or 400 saying
+// the user exists, token/retrieve is asked with all three fields the link
+// was created with (username, email, external_id). A 404 then means the
+// username belongs to another Norman user (code user_exists); a reply
+// whose "user" object, fields or JWT claims name another username, email
+// or external_id is refused (code user_mismatch) and its tokens dropped.
+// Both are Permanent: the link fails and never holds another person's
+// user.
+//
+// Assumptions that remain, with the seed sentence they rest on:
+//   - "Access tokens are valid for a limited period of time (usually 30
+//     minutes)": the JWT exp claim is read, then expires_in/expiresIn if
+//     sent, else settings.access_token_lifetime (default 30m).
+//   - "Generate New Access and Refresh Token ... -d {username,
+//     external_id, email}": token/retrieve identifies the user by these;
+//     whether it needs all three or matches fewer is not said, hence the
+//     check of what comes back, which only works as far as the reply
+//     names its user (a reply with none of the fields is accepted).
+//   - "Revoke Token ... -d {refresh}": token/expire takes the refresh
+//     token; the access token runs out by itself.
+//   - not in the seed: errors are Django REST framework bodies
+//     ({"detail", "code"} or per-field lists); SimpleJWT marks a bad or
+//     blacklisted token with 401 and code token_not_valid; a taken
+//     username is 400 with "already exists" in the body, or 409.
 package norman
 
 import (
@@ -25,7 +53,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -63,6 +93,16 @@ const (
 // CodeTokenNotValid is SimpleJWT's code for a bad, expired or
 // blacklisted token.
 const CodeTokenNotValid = "token_not_valid"
+
+// Codes of this package's own errors about a link's Norman user.
+const (
+	// CodeUserExists: users/create says the user exists, but
+	// token/retrieve finds none with all of the link's fields.
+	CodeUserExists = "user_exists"
+	// CodeUserMismatch: token/retrieve answered with tokens of a user
+	// whose fields differ from the link's.
+	CodeUserMismatch = "user_mismatch"
+)
 
 // Operation names in errors.
 const (
@@ -216,10 +256,11 @@ func identityOf(op string, g providers.Grant) (identity, error) {
 }
 
 // Exchange creates the link's Norman user and returns its first tokens.
-// A user that already exists (Norman answers 400 naming the clash, as
-// Django does for a unique field: "A user with that username already
-// exists.") gets a new pair from token/retrieve instead, so a repeated
-// enrollment is harmless.
+// A user that already exists (Norman answers 409, or 400 naming the
+// clash as Django does for a unique field: "A user with that username
+// already exists.") gets a new pair from token/retrieve instead, so a
+// repeated enrollment is harmless; retrieve refuses another person's
+// user (see the package comment).
 func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.Token, error) {
 	if g.Type != GrantUser {
 		return nil, &providers.Error{Class: providers.Permanent, Op: opExchange,
@@ -236,10 +277,25 @@ func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.
 	if r.ok() {
 		return p.token(opExchange, r, nil)
 	}
-	if r.status == http.StatusBadRequest && userExists(r.body) {
-		return p.retrieve(ctx, opExchange, id)
+	if exists(r) {
+		tok, err := p.retrieve(ctx, opExchange, id)
+		var pe *providers.Error
+		if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
+			// Norman says the user exists, yet knows no user with all
+			// three fields: another person holds the username (or the
+			// email, or the external_id).
+			return nil, &providers.Error{Class: providers.Permanent, Op: opExchange, Status: pe.Status,
+				Code: CodeUserExists, Description: "users/create says the user exists, and token/retrieve finds none with this username, email and external_id: they belong to another Norman user"}
+		}
+		return tok, err
 	}
 	return nil, p.failure(opExchange, r)
+}
+
+// exists reports whether a users/create failure says the user is already
+// there: 409 Conflict, or 400 with Django's "already exists" wording.
+func exists(r *reply) bool {
+	return r.status == http.StatusConflict || (r.status == http.StatusBadRequest && userExists(r.body))
 }
 
 // Reenroll asks token/retrieve for a new pair for the grant's user after
@@ -256,6 +312,11 @@ func (p *Provider) Reenroll(ctx context.Context, g providers.Grant) (*providers.
 	return p.retrieve(ctx, opReenroll, id)
 }
 
+// retrieve asks token/retrieve for a new pair for id, always with all
+// three identifying fields, and refuses a pair that the reply shows to
+// belong to someone else (see owner). The refused tokens are dropped,
+// never stored; they are not expired either, since token/expire might
+// end the other user's session.
 func (p *Provider) retrieve(ctx context.Context, op string, id identity) (*providers.Token, error) {
 	r, err := p.post(ctx, op, PathRetrieve, id)
 	if err != nil {
@@ -264,7 +325,65 @@ func (p *Provider) retrieve(ctx context.Context, op string, id identity) (*provi
 	if !r.ok() {
 		return nil, p.failure(op, r)
 	}
-	return p.token(op, r, nil)
+	tok, err := p.token(op, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	if mismatch := owner(r.body, tok.AccessToken).differs(id); len(mismatch) > 0 {
+		return nil, &providers.Error{Class: providers.Permanent, Op: op, Status: r.status, Code: CodeUserMismatch,
+			Description: "token/retrieve answered for a Norman user whose " + strings.Join(mismatch, ", ") +
+				" differ from the link's: the username belongs to another person; enroll with another username"}
+	}
+	return tok, nil
+}
+
+// owner collects what a token reply says about the user the tokens
+// belong to: a "user" object (users/create answers one), the same
+// fields at the top level or one level down, and the claims of a JWT
+// access token. Fields the reply does not state stay empty.
+func owner(body []byte, access string) identity {
+	var id identity
+	take := func(m map[string]any) {
+		if m == nil {
+			return
+		}
+		if id.Username == "" {
+			id.Username = field(m, "username")
+		}
+		if id.Email == "" {
+			id.Email = field(m, "email")
+		}
+		if id.ExternalID == "" {
+			id.ExternalID = field(m, "external_id", "externalId")
+		}
+	}
+	var f map[string]any
+	_ = json.Unmarshal(body, &f)
+	take(f)
+	for _, k := range sortedKeys(f) {
+		if m, ok := f[k].(map[string]any); ok {
+			take(m)
+		}
+	}
+	take(jwtClaims(access))
+	return id
+}
+
+// differs names the fields of what (as told by a reply) that contradict
+// id; a field the reply did not state contradicts nothing. Emails
+// compare without case.
+func (what identity) differs(id identity) []string {
+	var out []string
+	if what.Username != "" && what.Username != id.Username {
+		out = append(out, ParamUsername)
+	}
+	if what.Email != "" && !strings.EqualFold(what.Email, id.Email) {
+		out = append(out, ParamEmail)
+	}
+	if what.ExternalID != "" && what.ExternalID != id.ExternalID {
+		out = append(out, ParamExternalID)
+	}
+	return out
 }
 
 // Refresh trades t's refresh token for a new access token. SimpleJWT
@@ -371,21 +490,50 @@ func (p *Provider) failure(op string, r *reply) *providers.Error {
 	return e
 }
 
+// Spellings of the token reply's fields, in the order they are read:
+// Norman's guide (camelCase), SimpleJWT's, and OAuth2's snake_case.
+var (
+	accessKeys  = []string{"accessToken", "access_token", "access"}
+	refreshKeys = []string{"refreshToken", "refresh_token", "refresh"}
+	expiresKeys = []string{"expiresIn", "expires_in"}
+	// wrapperKeys are looked into first when the pair is one level down;
+	// any other object value is looked into after them, by key order.
+	wrapperKeys = []string{"tokens", "token", "data", "result", "auth"}
+)
+
+// ErrUnknownReplyShape is the cause of a Misconfigured *providers.Error
+// for a 2xx reply that is a JSON object with no access token in any
+// shape this package reads.
+var ErrUnknownReplyShape = errors.New("2xx token reply in an unknown shape")
+
 // token decodes a successful reply. prev, for a refresh, supplies the
 // refresh token (and its expiry) when the reply carries none.
+//
+// The pair is read at the top level or one level down ({"data": {...}},
+// {"tokens": {...}}), in any spelling of accessKeys and refreshKeys. A
+// body that is not a JSON object (cut off, an HTML page) is Transient: a
+// proxy or an outage, worth another attempt. A JSON object without an
+// access token anywhere is Misconfigured at once: the same call gets the
+// same shape again, and a refresh answered that way may already have
+// spent a rotating refresh token, so retrying would only turn a clear
+// configuration error into a misleading invalid_grant.
 func (p *Provider) token(op string, r *reply, prev *providers.Token) (*providers.Token, error) {
 	var f map[string]any
 	if err := json.Unmarshal(r.body, &f); err != nil || f == nil {
 		return nil, &providers.Error{Class: providers.Transient, Op: op, Status: r.status, Err: providers.ErrMalformedReply}
 	}
-	access, refresh := field(f, "accessToken", "access"), field(f, "refreshToken", "refresh")
-	if access == "" {
-		return nil, &providers.Error{Class: providers.Transient, Op: op, Status: r.status, Err: providers.ErrMalformedReply}
+	pair := tokenObject(f)
+	if pair == nil {
+		return nil, &providers.Error{Class: providers.Misconfigured, Op: op, Status: r.status,
+			Err: fmt.Errorf("%w (keys: %s); Norman's replies are not what kind norman reads", ErrUnknownReplyShape, keyList(f))}
 	}
+	access, refresh := field(pair, accessKeys...), field(pair, refreshKeys...)
 	now := p.now()
 	tok := &providers.Token{AccessToken: access, TokenType: "Bearer", RefreshToken: refresh}
 	if exp, ok := jwtExpiry(access, now); ok {
 		tok.Expiry = exp
+	} else if secs, ok := seconds(pair, expiresKeys...); ok {
+		tok.Expiry = now.Add(secs)
 	} else {
 		tok.Expiry = now.Add(p.lifetime)
 	}
@@ -400,6 +548,68 @@ func (p *Provider) token(op string, r *reply, prev *providers.Token) (*providers
 		tok.RefreshToken, tok.RefreshExpiry = prev.RefreshToken, prev.RefreshExpiry
 	}
 	return tok, nil
+}
+
+// tokenObject returns the object of f that holds the access token: f
+// itself, or one of its object values (wrapperKeys first).
+func tokenObject(f map[string]any) map[string]any {
+	if field(f, accessKeys...) != "" {
+		return f
+	}
+	keys := slices.Clone(wrapperKeys)
+	for _, k := range sortedKeys(f) {
+		if !slices.Contains(wrapperKeys, k) {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		if m, ok := f[k].(map[string]any); ok && field(m, accessKeys...) != "" {
+			return m
+		}
+	}
+	return nil
+}
+
+// seconds reads a positive lifetime in seconds, capped at maxLifetime.
+func seconds(f map[string]any, names ...string) (time.Duration, bool) {
+	for _, n := range names {
+		if v, ok := f[n].(float64); ok && v > 0 && v <= maxLifetime.Seconds() {
+			return time.Duration(v * float64(time.Second)), true
+		}
+	}
+	return 0, false
+}
+
+// keyNameRE is what a key must look like to be named in an error: a
+// field name, never something long enough to be a token.
+var keyNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]{0,31}$`)
+
+// keyList names f's top-level keys for an error message: at most eight,
+// only those that look like field names.
+func keyList(f map[string]any) string {
+	var out []string
+	for _, k := range sortedKeys(f) {
+		if len(out) == 8 {
+			out = append(out, "...")
+			break
+		}
+		if keyNameRE.MatchString(k) {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // field returns the first of names that f holds as a non-empty string.
@@ -454,12 +664,8 @@ const maxLifetime = 10 * 365 * 24 * time.Hour
 // the token came straight from Norman, and exp only schedules our next
 // refresh. An exp not after now is ignored.
 func jwtExpiry(token string, now time.Time) (time.Time, bool) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 || len(parts[1]) > 64<<10 {
-		return time.Time{}, false
-	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
+	payload := jwtPayload(token)
+	if payload == nil {
 		return time.Time{}, false
 	}
 	var claims struct {
@@ -473,4 +679,27 @@ func jwtExpiry(token string, now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(int64(exp), 0), true
+}
+
+// jwtPayload is the decoded middle part of a JWT, nil for anything else.
+func jwtPayload(token string) []byte {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[1]) > 64<<10 {
+		return nil
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return nil
+	}
+	return payload
+}
+
+// jwtClaims are a JWT's claims, unverified (see jwtExpiry), nil for a
+// token that is not a JWT.
+func jwtClaims(token string) map[string]any {
+	var m map[string]any
+	if p := jwtPayload(token); p != nil && json.Unmarshal(p, &m) == nil {
+		return m
+	}
+	return nil
 }

@@ -39,8 +39,8 @@ func TestFinAPI(t *testing.T) {
     grants: [password]
     allowed_params: [create_user, email, phone, isAutoUpdateEnabled]
     schedule: {min_margin: 1s, fraction: 0.2, default_lifetime: %s}
-    settings: {base_url: %q, client_token_margin: 1s}
-`, f.Name, clientID, ttl, f.URL)
+    settings: {base_url: %q, client_token_margin: 1s, user_token_validity: %s}
+`, f.Name, clientID, ttl, f.URL, ttl)
 		},
 		Enroll: func(t *check, h *harness, f *fixture) string {
 			t.Helper()

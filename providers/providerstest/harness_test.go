@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"runtime"
@@ -86,6 +87,11 @@ type controls struct {
 	// RefreshValid reports whether a refresh token still works; nil when
 	// the simulator cannot tell without spending it.
 	RefreshValid func(refreshToken string) bool
+
+	// Switches of single-provider variants (variants_luca_everifin_test.go).
+	expireAccess func()
+	stats        func() map[string]int
+	tempLock     func(user string, d time.Duration)
 }
 
 // spec is what differs between providers.
@@ -634,7 +640,10 @@ func followAuthorization(t *check, authURL string) {
 		t.Fatal("an authorization_code link came without authorization_url")
 	}
 	hops := 0
-	browser := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+	// A jar: path-state providers bind the flow to the browser with a
+	// cookie set by the gateway's start page.
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 		hops++
 		if hops > 5 {
 			return errors.New("too many redirects")
@@ -652,7 +661,7 @@ func followAuthorization(t *check, authURL string) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != gateway.CallbackPath || !bytes.Contains(body, []byte("Connected")) {
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Request.URL.Path, gateway.CallbackPath) || !bytes.Contains(body, []byte("Connected")) {
 		t.Fatalf("the browser ended at %s with HTTP %d, not at the gateway's Connected page", resp.Request.URL.Path, resp.StatusCode)
 	}
 }
@@ -767,6 +776,16 @@ func (w *wire) collectJSON(b []byte) {
 	if json.Unmarshal(b, &m) != nil {
 		return
 	}
+	w.collectMap(m)
+	// One level down too: token replies may nest the pair ({"data": {...}}).
+	for _, v := range m {
+		if inner, ok := v.(map[string]any); ok {
+			w.collectMap(inner)
+		}
+	}
+}
+
+func (w *wire) collectMap(m map[string]any) {
 	for _, k := range jsonSecrets {
 		if s, ok := m[k].(string); ok {
 			w.collect(s)

@@ -36,6 +36,10 @@ type Options struct {
 	// MandatorName and MandatorUUID are reported in token replies.
 	MandatorName string
 	MandatorUUID string
+	// ClientIDs are the public clients the realm knows. Default
+	// [ClientID], as finAPI fixes it; any other client_id is answered
+	// 401 invalid_client, as Keycloak does.
+	ClientIDs []string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -65,10 +69,17 @@ func New(opts Options) *Server {
 	if opts.MandatorUUID == "" {
 		opts.MandatorUUID = "044ab580-5b4e-4b8e-a1c2-991e324704b7"
 	}
+	if len(opts.ClientIDs) == 0 {
+		opts.ClientIDs = []string{ClientID}
+	}
+	clients := make([]kc.Client, len(opts.ClientIDs))
+	for i, id := range opts.ClientIDs {
+		clients[i] = kc.Client{ID: id, DirectGrants: true}
+	}
 	return &Server{kc.New(kc.Options{
 		Realm:              opts.Mandator,
 		NoAuthPrefix:       true,
-		Clients:            []kc.Client{{ID: ClientID, DirectGrants: true}},
+		Clients:            clients,
 		Users:              opts.Users,
 		AccessTTL:          opts.AccessTTL,
 		RefreshTTL:         opts.RefreshTTL,

@@ -9,8 +9,20 @@
 //   - every refresh answers with a new refresh token. The old one stays
 //     usable unless the realm's "Revoke Refresh Token" switch is on
 //     (Options.RevokeRefreshToken), which is off by default;
-//   - refresh_expires_in is the SSO session idle timeout; each refresh
-//     restarts it;
+//   - refresh_expires_in is the SSO session idle timeout, cut to what is
+//     left of "SSO Session Max" (Options.SessionMax, 10 hours by
+//     default); each refresh restarts the idle part, none extends the
+//     max: past it the session is gone ("Session not active") however
+//     busy it was;
+//   - the offline_access scope (where the realm grants it,
+//     Options.OfflineAccess) makes an offline session: refresh_expires_in
+//     0 (Keycloak's "Offline Session Max Limited" is off by default), no
+//     SSO Session Max, an idle timeout of Options.OfflineIdle (30 days);
+//     without the grant Keycloak refuses the code exchange ("Offline
+//     tokens not allowed for the user or client");
+//   - brute-force detection (Options/TemporarilyLockUser): a temporarily
+//     locked user gets 400 invalid_grant "Account temporarily disabled"
+//     on logins and refreshes until the lock's wait has passed;
 //   - logout ends the session: its refresh tokens die ("Session not
 //     active"), its access tokens live on until they expire;
 //   - token errors are JSON {"error","error_description"}: 400
@@ -67,6 +79,13 @@ type Options struct {
 	// RefreshTTL is the session idle timeout, reported as
 	// refresh_expires_in. Default 1800s.
 	RefreshTTL time.Duration
+	// SessionMax is Keycloak's "SSO Session Max": no session outlives
+	// it, however often it is refreshed. Default 10 hours.
+	SessionMax time.Duration
+	// OfflineAccess lets users request the offline_access scope.
+	OfflineAccess bool
+	// OfflineIdle is the offline session idle timeout. Default 30 days.
+	OfflineIdle time.Duration
 	// CodeTTL is how long an authorization code stays valid. Default 60s
 	// (Keycloak's "Client login timeout").
 	CodeTTL time.Duration
@@ -108,6 +127,7 @@ type Server struct {
 	mu       sync.Mutex
 	users    map[string]string
 	locked   map[string]bool
+	tempLock map[string]time.Time
 	codes    map[string]*authCode
 	sessions map[string]*session
 	refresh  map[string]*refreshRec
@@ -117,6 +137,8 @@ type Server struct {
 type session struct {
 	id, user, client, scope string
 	ended                   bool
+	started                 time.Time
+	offline                 bool
 }
 
 type authCode struct {
@@ -158,6 +180,12 @@ func New(opts Options) *Server {
 	if opts.CodeTTL <= 0 {
 		opts.CodeTTL = 60 * time.Second
 	}
+	if opts.SessionMax <= 0 {
+		opts.SessionMax = 10 * time.Hour
+	}
+	if opts.OfflineIdle <= 0 {
+		opts.OfflineIdle = 30 * 24 * time.Hour
+	}
 	if opts.Scope == "" {
 		opts.Scope = "openid profile email"
 	}
@@ -170,6 +198,7 @@ func New(opts Options) *Server {
 		clients:  map[string]Client{},
 		users:    maps.Clone(opts.Users),
 		locked:   map[string]bool{},
+		tempLock: map[string]time.Time{},
 		codes:    map[string]*authCode{},
 		sessions: map[string]*session{},
 		refresh:  map[string]*refreshRec{},
@@ -188,7 +217,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST "+base+"logout", s.handleLogout)
 	// The admin surface (tokenwarden dev) at /_sim/: fail, ratelimit
 	// (retry_after in seconds), malformed, expire-refresh, expire-access,
-	// end-sessions, lock?user=, unlock?user=, stats.
+	// end-sessions, lock?user=, unlock?user=, temp-lock?user=, stats.
 	lock := func(f func(string)) func(url.Values) error {
 		return func(q url.Values) error {
 			user := q.Get("user")
@@ -206,6 +235,8 @@ func New(opts Options) *Server {
 			"end-sessions":   simulator.Do(s.EndSessions),
 			"lock":           lock(s.LockUser),
 			"unlock":         lock(s.UnlockUser),
+			// temp-lock?user=: a 15-minute brute-force lockout.
+			"temp-lock": lock(func(user string) { s.TemporarilyLockUser(user, 15*time.Minute) }),
 		}})
 	return s
 }
@@ -251,6 +282,20 @@ func (s *Server) EndSessions() {
 // refreshes of the user's sessions "User disabled".
 func (s *Server) LockUser(name string) { s.setLocked(name, true) }
 
+// TemporarilyLockUser locks a user out for d, as Keycloak's brute-force
+// detection does after too many failed logins: logins and refreshes
+// answer "Account temporarily disabled" until d has passed.
+func (s *Server) TemporarilyLockUser(name string, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tempLock[name] = s.opts.Now().Add(d)
+}
+
+func (s *Server) tempLockedLocked(user string) bool {
+	until, ok := s.tempLock[user]
+	return ok && s.opts.Now().Before(until)
+}
+
 // UnlockUser enables a user again.
 func (s *Server) UnlockUser(name string) { s.setLocked(name, false) }
 
@@ -282,7 +327,8 @@ func (s *Server) RefreshValid(refreshToken string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.refresh[refreshToken]
-	return ok && !r.sess.ended && !(r.spent && s.opts.RevokeRefreshToken) && s.opts.Now().Before(r.expires)
+	return ok && !r.sess.ended && !(r.spent && s.opts.RevokeRefreshToken) && s.opts.Now().Before(r.expires) &&
+		!s.pastMaxLocked(r.sess)
 }
 
 // writeFault answers a fault as Keycloak, or the proxy in front of it,
@@ -382,6 +428,10 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, c Client) {
 		return
 	}
 	ac.used = true
+	if ac.sess.offline && !s.opts.OfflineAccess {
+		writeError(w, http.StatusBadRequest, "not_allowed", "Offline tokens not allowed for the user or client")
+		return
+	}
 	if ac.redirect != r.PostForm.Get("redirect_uri") {
 		writeError(w, http.StatusBadRequest, "invalid_grant", "Incorrect redirect_uri")
 		return
@@ -412,8 +462,10 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, c Client) 
 		writeError(w, http.StatusBadRequest, "invalid_grant", "Invalid refresh token. Token client and authorized client don't match")
 	case !s.opts.Now().Before(rt.expires):
 		writeError(w, http.StatusBadRequest, "invalid_grant", "Token is not active")
-	case rt.sess.ended:
+	case rt.sess.ended || s.pastMaxLocked(rt.sess):
 		writeError(w, http.StatusBadRequest, "invalid_grant", "Session not active")
+	case s.tempLockedLocked(rt.sess.user):
+		writeError(w, http.StatusBadRequest, "invalid_grant", "Account temporarily disabled")
 	case s.locked[rt.sess.user]:
 		writeError(w, http.StatusBadRequest, "invalid_grant", "User disabled")
 	case rt.spent && s.opts.RevokeRefreshToken:
@@ -437,6 +489,8 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, c Client)
 	case ok && s.locked[user]:
 		// Keycloak checks the user before the password in direct grants.
 		writeError(w, http.StatusBadRequest, "invalid_grant", "Account disabled")
+	case ok && s.tempLockedLocked(user):
+		writeError(w, http.StatusBadRequest, "invalid_grant", "Account temporarily disabled")
 	case !ok || subtle.ConstantTimeCompare([]byte(pw), []byte(want)) != 1:
 		writeError(w, http.StatusUnauthorized, "invalid_grant", "Invalid user credentials")
 	default:
@@ -444,12 +498,24 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, c Client)
 		if scope == "" {
 			scope = s.opts.Scope
 		}
-		s.issueLocked(w, s.newSessionLocked(user, c.ID, scope))
+		sess := s.newSessionLocked(user, c.ID, scope)
+		if sess.offline && !s.opts.OfflineAccess {
+			writeError(w, http.StatusBadRequest, "not_allowed", "Offline tokens not allowed for the user or client")
+			return
+		}
+		s.issueLocked(w, sess)
 	}
 }
 
+// pastMaxLocked reports whether sess outlived SSO Session Max; offline
+// sessions have no such limit.
+func (s *Server) pastMaxLocked(sess *session) bool {
+	return !sess.offline && !s.opts.Now().Before(sess.started.Add(s.opts.SessionMax))
+}
+
 func (s *Server) newSessionLocked(user, client, scope string) *session {
-	ss := &session{id: uuid(), user: user, client: client, scope: scope}
+	ss := &session{id: uuid(), user: user, client: client, scope: scope, started: s.opts.Now(),
+		offline: slices.Contains(strings.Fields(scope), "offline_access")}
 	s.sessions[ss.id] = ss
 	return ss
 }
@@ -464,17 +530,27 @@ func (s *Server) issueLocked(w http.ResponseWriter, sess *session) {
 		"session_state": sess.id, "sid": sess.id, "scope": sess.scope,
 		"preferred_username": sess.user,
 	})
+	// An online refresh token dies at the idle timeout or at SSO Session
+	// Max, whichever comes first; an offline one at the offline idle
+	// timeout, and Keycloak reports 0 for it.
+	rtExpires, reported := now.Add(s.opts.RefreshTTL), s.opts.RefreshTTL
+	typ := "Refresh"
+	if sess.offline {
+		rtExpires, reported, typ = now.Add(s.opts.OfflineIdle), 0, "Offline"
+	} else if max := sess.started.Add(s.opts.SessionMax); max.Before(rtExpires) {
+		rtExpires, reported = max, max.Sub(now)
+	}
 	rt := s.jwt("HS512", map[string]any{
-		"exp": now.Add(s.opts.RefreshTTL).Unix(), "iat": now.Unix(), "jti": uuid(),
-		"iss": iss, "aud": iss, "sub": sess.user, "typ": "Refresh", "azp": sess.client,
+		"exp": rtExpires.Unix(), "iat": now.Unix(), "jti": uuid(),
+		"iss": iss, "aud": iss, "sub": sess.user, "typ": typ, "azp": sess.client,
 		"session_state": sess.id, "sid": sess.id, "scope": sess.scope,
 	})
 	s.access[at] = &accessRec{sess: sess, expires: now.Add(s.opts.AccessTTL)}
-	s.refresh[rt] = &refreshRec{sess: sess, expires: now.Add(s.opts.RefreshTTL)}
+	s.refresh[rt] = &refreshRec{sess: sess, expires: rtExpires}
 	reply := map[string]any{
 		"access_token":       at,
 		"expires_in":         int(s.opts.AccessTTL / time.Second),
-		"refresh_expires_in": int(s.opts.RefreshTTL / time.Second),
+		"refresh_expires_in": int(reported / time.Second),
 		"refresh_token":      rt,
 		"token_type":         "Bearer",
 		"not-before-policy":  0,
@@ -596,9 +672,14 @@ func (s *Server) handleAuth(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	_, known := s.users[user]
 	locked := s.locked[user]
+	tempLocked := s.tempLockedLocked(user)
 	s.mu.Unlock()
 	switch {
 	case !known:
+		s.renderLogin(w, r, "Invalid username or password.")
+		return
+	case tempLocked:
+		// Keycloak does not tell a locked-out user apart at the login page.
 		s.renderLogin(w, r, "Invalid username or password.")
 		return
 	case locked:

@@ -17,7 +17,24 @@
 //     taken user id, 400 BAD_REQUEST for an invalid body.
 //   - refresh reuses the refresh token (Spring's reuseRefreshTokens
 //     default) unless Options.Refresh says otherwise; revoking a refresh
-//     token revokes the access tokens issued with it.
+//     token revokes the access tokens issued with it; revoking a client
+//     token revokes it, for every holder (RFC 7009).
+//   - with Options.ReuseTokens, a client_credentials or password request
+//     while the caller's token is valid answers that same token (and its
+//     refresh token) with what is left of its lifetime as expires_in, as
+//     Spring's DefaultTokenServices does (the issue's account of finAPI);
+//     a refresh_token grant always issues a new access token.
+//   - with Options.NoRefreshToken, password logins answer no
+//     refresh_token, as the seed's example reply shows.
+//   - with Options.VerifyUsers, users created through POST /users are not
+//     verified until VerifyUser, and their logins answer 403 with code
+//     USER_NOT_VERIFIED.
+//   - POST /users checks formats (assumed from finAPI's API reference):
+//     id 1 to 36 characters of letters, digits and ._@+-; password 6 to
+//     128 printable ASCII characters without spaces; 422 BAD_REQUEST
+//     otherwise, with a message that names the field, never its value.
+//   - Options.Paths serves other paths (the seed's /oauth/token and
+//     /users at the root, for instance).
 package sim
 
 import (
@@ -27,6 +44,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,12 +53,20 @@ import (
 	"github.com/tokenwarden/tokenwarden/providers/simulator"
 )
 
-// Paths served.
+// Paths served by default: finAPI Access v2's.
 const (
 	PathToken  = "/api/v2/oauth/token"
 	PathUsers  = "/api/v2/users"
 	PathRevoke = "/api/v2/oauth/revoke"
 )
+
+// SeedPaths are the paths as the seed guide writes them, at the root.
+var SeedPaths = Paths{Token: "/oauth/token", Users: "/users", Revoke: "/oauth/revoke"}
+
+// Paths are the paths a Server serves; empty ones take the defaults.
+type Paths struct {
+	Token, Users, Revoke string
+}
 
 // RefreshMode is what a refresh_token grant answers.
 type RefreshMode int
@@ -67,13 +93,22 @@ type Options struct {
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
 	Refresh    RefreshMode
+	// ReuseTokens answers a token request with the caller's live token.
+	ReuseTokens bool
+	// NoRefreshToken leaves refresh_token out of password logins.
+	NoRefreshToken bool
+	// VerifyUsers makes new users unverified (403 at login) until
+	// VerifyUser.
+	VerifyUsers bool
+	// Paths replaces the default paths.
+	Paths Paths
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
 type user struct {
-	id, password, email, phone string
-	autoUpdate, locked         bool
+	id, password, email, phone     string
+	autoUpdate, locked, unverified bool
 }
 
 type token struct {
@@ -100,6 +135,9 @@ type Server struct {
 	mu     sync.Mutex
 	users  map[string]*user
 	tokens map[string]*token
+	// current is the live token per caller ("client", "user:<id>") for
+	// ReuseTokens.
+	current map[string]string
 }
 
 // New returns a server with opts.
@@ -119,10 +157,19 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, users: map[string]*user{}, tokens: map[string]*token{}}
+	if opts.Paths.Token == "" {
+		opts.Paths.Token = PathToken
+	}
+	if opts.Paths.Users == "" {
+		opts.Paths.Users = PathUsers
+	}
+	if opts.Paths.Revoke == "" {
+		opts.Paths.Revoke = PathRevoke
+	}
+	s := &Server{opts: opts, users: map[string]*user{}, tokens: map[string]*token{}, current: map[string]string{}}
 	// The admin surface (tokenwarden dev) at /_sim/: fail, ratelimit,
 	// malformed, expire-refresh, expire-access, expire-client,
-	// lock?user=ID, unlock?user=ID, stats.
+	// lock?user=ID, unlock?user=ID, verify?user=ID, stats.
 	lock := func(locked bool) func(url.Values) error {
 		return func(q url.Values) error {
 			id := q.Get("user")
@@ -139,9 +186,28 @@ func New(opts Options) *Server {
 		"expire-client":  simulator.Do(s.ExpireClientTokens),
 		"lock":           lock(true),
 		"unlock":         lock(false),
+		"verify": func(q url.Values) error {
+			if id := q.Get("user"); id == "" || !s.HasUser(id) {
+				return errors.New("user must name an existing user")
+			}
+			s.VerifyUser(q.Get("user"))
+			return nil
+		},
 	}}
 	return s
 }
+
+// VerifyUser verifies a user (finAPI: POST /users/verify/{userId}).
+func (s *Server) VerifyUser(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.users[id]; u != nil {
+		u.unverified = false
+	}
+}
+
+// Paths returns the paths served.
+func (s *Server) Paths() Paths { return s.opts.Paths }
 
 // ExpireRefreshTokens ends every refresh token issued so far.
 func (s *Server) ExpireRefreshTokens() { s.expire("refresh") }
@@ -200,6 +266,14 @@ func (s *Server) Valid(accessToken string) bool {
 	return t != nil && t.kind == "access"
 }
 
+// ValidClient reports whether accessToken is a live client token.
+func (s *Server) ValidClient(accessToken string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.live(accessToken)
+	return t != nil && t.kind == "client"
+}
+
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
 		s.admin.ServeHTTP(w, r)
@@ -209,14 +283,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	name := ""
 	switch r.URL.Path {
-	case PathToken:
+	case s.opts.Paths.Token:
 		name = "token"
 		if r.Method == http.MethodPost && r.ParseForm() == nil && r.PostForm.Get("grant_type") != "" {
 			name += ":" + r.PostForm.Get("grant_type")
 		}
-	case PathUsers:
+	case s.opts.Paths.Users:
 		name = "users"
-	case PathRevoke:
+	case s.opts.Paths.Revoke:
 		name = "revoke"
 	default:
 		s.apiError(w, r, http.StatusNotFound, "ENTITY_NOT_FOUND", "TECHNICAL", "No such endpoint")
@@ -232,11 +306,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.URL.Path {
-	case PathToken:
+	case s.opts.Paths.Token:
 		s.token(w, r)
-	case PathUsers:
+	case s.opts.Paths.Users:
 		s.createUser(w, r)
-	case PathRevoke:
+	case s.opts.Paths.Revoke:
 		s.revoke(w, r)
 	}
 }
@@ -267,9 +341,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	switch f.Get("grant_type") {
 	case "client_credentials":
-		tok := s.issue("client", "", "", s.opts.ClientTTL)
+		tok, left := s.reuse("client")
+		if tok == "" {
+			tok, left = s.issue("client", "", "", s.opts.ClientTTL), s.opts.ClientTTL
+			s.current["client"] = tok
+		}
 		simulator.WriteJSON(w, http.StatusOK, map[string]any{
-			"access_token": tok, "token_type": "bearer", "expires_in": int(s.opts.ClientTTL / time.Second), "scope": "all",
+			"access_token": tok, "token_type": "bearer", "expires_in": int(left / time.Second), "scope": "all",
 		})
 	case "password":
 		u := s.users[f.Get("username")]
@@ -281,8 +359,20 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.locked(w, r)
 			return
 		}
+		if u.unverified {
+			s.apiError(w, r, http.StatusForbidden, "USER_NOT_VERIFIED", "BUSINESS", "User is not verified")
+			return
+		}
+		if access, left := s.reuse("user:" + u.id); access != "" {
+			reply := map[string]any{"access_token": access, "token_type": "bearer", "expires_in": int(left / time.Second), "scope": "all"}
+			if rt := s.tokens[access].refresh; rt != "" && !s.opts.NoRefreshToken {
+				reply["refresh_token"] = rt
+			}
+			simulator.WriteJSON(w, http.StatusOK, reply)
+			return
+		}
 		refresh := s.issue("refresh", u.id, "", s.opts.RefreshTTL)
-		s.userTokens(w, u, refresh, false)
+		s.userTokens(w, u, refresh, s.opts.NoRefreshToken)
 	case "refresh_token":
 		rt := f.Get("refresh_token")
 		t := s.live(rt)
@@ -301,6 +391,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 			s.locked(w, r)
 			return
 		}
+		if u.unverified {
+			s.apiError(w, r, http.StatusForbidden, "USER_NOT_VERIFIED", "BUSINESS", "User is not verified")
+			return
+		}
 		refresh := rt
 		if s.opts.Refresh == RefreshRotate {
 			t.revoked = true
@@ -314,8 +408,26 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// reuse returns the live token of caller with what is left of it, when
+// ReuseTokens is on; the caller holds mu.
+func (s *Server) reuse(caller string) (string, time.Duration) {
+	if !s.opts.ReuseTokens {
+		return "", 0
+	}
+	tok := s.current[caller]
+	t := s.live(tok)
+	if t == nil {
+		return "", 0
+	}
+	if t.expiry.IsZero() {
+		return tok, 0
+	}
+	return tok, t.expiry.Sub(s.opts.Now())
+}
+
 func (s *Server) userTokens(w http.ResponseWriter, u *user, refresh string, omitRefresh bool) {
 	access := s.issue("access", u.id, refresh, s.opts.AccessTTL)
+	s.current["user:"+u.id] = access
 	reply := map[string]any{
 		"access_token": access, "token_type": "bearer", "expires_in": int(s.opts.AccessTTL / time.Second), "scope": "all",
 	}
@@ -351,11 +463,19 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 	case body.ID == "" || body.Password == "":
 		s.apiError(w, r, http.StatusBadRequest, "BAD_REQUEST", "BUSINESS", "User id and password are required")
 		return
+	case !userIDRE.MatchString(body.ID):
+		s.apiError(w, r, http.StatusUnprocessableEntity, "BAD_REQUEST", "BUSINESS",
+			"id must be 1 to 36 characters of letters, digits and ._@+-")
+		return
+	case !passwordRE.MatchString(body.Password):
+		s.apiError(w, r, http.StatusUnprocessableEntity, "BAD_REQUEST", "BUSINESS",
+			"password must be 6 to 128 printable ASCII characters without spaces")
+		return
 	case s.users[body.ID] != nil:
 		s.apiError(w, r, http.StatusUnprocessableEntity, "ENTITY_EXISTS", "BUSINESS", "User with id '"+body.ID+"' already exists")
 		return
 	}
-	u := &user{id: body.ID, password: body.Password, autoUpdate: body.IsAutoUpdateEnabled}
+	u := &user{id: body.ID, password: body.Password, autoUpdate: body.IsAutoUpdateEnabled, unverified: s.opts.VerifyUsers}
 	if body.Email != nil {
 		u.email = *body.Email
 	}
@@ -378,7 +498,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := r.PostForm.Get("token")
-	if t := s.tokens[tok]; t != nil && t.kind != "client" {
+	if t := s.tokens[tok]; t != nil {
 		t.revoked = true
 		if t.kind == "refresh" {
 			s.revokeAccessOf(tok)
@@ -454,3 +574,8 @@ func oauthError(w http.ResponseWriter, status int, code, desc string) {
 }
 
 func newID() string { return simulator.HexID(8) }
+
+var (
+	userIDRE   = regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,36}$`)
+	passwordRE = regexp.MustCompile(`^[!-~]{6,128}$`)
+)

@@ -50,7 +50,7 @@ func TestWireShapes(t *testing.T) {
 	assert.Equal(t, "all", m["scope"])
 	client := m["access_token"].(string)
 
-	user := `{"id":"u1","password":"p","email":"e@example.com","phone":"+49 1","isAutoUpdateEnabled":false}`
+	user := `{"id":"u1","password":"p-secret","email":"e@example.com","phone":"+49 1","isAutoUpdateEnabled":false}`
 	resp, m = post(t, srv, PathUsers, "application/json", user, client)
 	require.Equal(t, 201, resp.StatusCode)
 	assert.Equal(t, "u1", m["id"])
@@ -66,7 +66,7 @@ func TestWireShapes(t *testing.T) {
 	resp, _ = post(t, srv, PathUsers, "application/json", user, "")
 	assert.Equal(t, 401, resp.StatusCode)
 
-	pw := url.Values{"grant_type": {"password"}, "username": {"u1"}, "password": {"p"}}
+	pw := url.Values{"grant_type": {"password"}, "username": {"u1"}, "password": {"p-secret"}}
 	for k, v := range creds {
 		pw[k] = v
 	}
@@ -78,7 +78,7 @@ func TestWireShapes(t *testing.T) {
 	assert.False(t, s.Valid(client), "a client token is not a user token")
 
 	// A user token cannot create users.
-	resp, _ = post(t, srv, PathUsers, "application/json", `{"id":"u2","password":"p"}`, access)
+	resp, _ = post(t, srv, PathUsers, "application/json", `{"id":"u2","password":"p-secret"}`, access)
 	assert.Equal(t, 403, resp.StatusCode)
 
 	// Basic auth alone is not accepted: credentials go in the body.

@@ -12,6 +12,17 @@
 // refresh tokens never expire and are returned unchanged by a refresh,
 // as the article's examples show ({REFRESH_TOKEN} both times).
 //
+// The article's redirect lists code and scope only; Options.DropState
+// plays a Luca that does not echo state. Options.RequireRedirectMatch
+// makes the token endpoint insist on the authorization request's
+// redirect_uri (RFC 6749 4.1.3), so that a code is bound to the redirect
+// URI it was issued for. Options.UnauthenticatedOK answers a bad token at
+// the GraphQL endpoint 200 {"errors":[{"message":"Unauthenticated.",
+// "extensions":{"category":"authentication"}}]}, as Lighthouse (Laravel's
+// GraphQL server) does. saleInvoices is a paginated connection: with
+// first: n it returns n invoices, without it all of Options.Invoices
+// (counted as "graphql.unbounded").
+//
 // Not in the article, assumed: error bodies are RFC 6749 JSON
 // ({"error","error_description"}, 400, 401 for invalid_client, as
 // PHP's league/oauth2-server sends); a PKCE challenge, when sent, is
@@ -59,6 +70,17 @@ type Options struct {
 	// (or ?login=<user>) and redirect back at once, so that a plain HTTP
 	// client can follow the flow.
 	AutoApprove bool
+	// DropState leaves state out of the redirect back, as the article's
+	// list of returned parameters (code, scope) does.
+	DropState bool
+	// RequireRedirectMatch refuses a code exchange whose redirect_uri is
+	// missing or differs from the authorization request's.
+	RequireRedirectMatch bool
+	// UnauthenticatedOK answers a bad token at the GraphQL endpoint with
+	// 200 and a GraphQL error instead of 401.
+	UnauthenticatedOK bool
+	// Invoices is how many sale invoices the company has. Default 2.
+	Invoices int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -119,6 +141,9 @@ func New(opts Options) *Server {
 	if opts.CodeTTL <= 0 {
 		opts.CodeTTL = 10 * time.Minute
 	}
+	if opts.Invoices <= 0 {
+		opts.Invoices = 2
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -143,6 +168,17 @@ func New(opts Options) *Server {
 			"revoke":         simulator.Do(s.RevokeRefreshTokens),
 		}})
 	return s
+}
+
+// IssueCode signs user in as the authorization endpoint would for
+// redirectURI and returns the code without redirecting: the code an
+// attacker holds in a code-swap test.
+func (s *Server) IssueCode(user, redirectURI string) string {
+	code := randomID(32)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.codes[code] = &authCode{grant: &grantRec{user: user}, redirect: redirectURI, expires: s.opts.Now().Add(s.opts.CodeTTL)}
+	return code
 }
 
 // ServeHTTP implements http.Handler.
@@ -254,7 +290,7 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.used = true
-	if ru := r.PostForm.Get("redirect_uri"); ru != "" && ru != c.redirect {
+	if ru := r.PostForm.Get("redirect_uri"); (ru != "" || s.opts.RequireRedirectMatch) && ru != c.redirect {
 		writeError(w, http.StatusBadRequest, "invalid_grant", "Invalid redirect URI")
 		return
 	}
@@ -316,6 +352,11 @@ func (s *Server) handleGraphQL(w http.ResponseWriter, r *http.Request) {
 	live := ok && s.liveLocked(s.access[tok])
 	s.mu.Unlock()
 	if !live {
+		if s.opts.UnauthenticatedOK {
+			writeJSON(w, http.StatusOK, map[string]any{"errors": []map[string]any{{
+				"message": "Unauthenticated.", "extensions": map[string]string{"category": "authentication"}}}})
+			return
+		}
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Unauthenticated."})
 		return
 	}
@@ -330,10 +371,22 @@ func (s *Server) handleGraphQL(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"errors": []map[string]string{{"message": "the simulator answers saleInvoices queries only"}}})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"saleInvoices": map[string]any{
-		"nodes": []map[string]string{{"id": "1001"}, {"id": "1002"}},
-	}}})
+	n := s.opts.Invoices
+	if m := firstRE.FindStringSubmatch(req.Query); m != nil {
+		if f, err := strconv.Atoi(m[1]); err == nil && f < n {
+			n = f
+		}
+	} else {
+		s.Hit("graphql.unbounded")
+	}
+	nodes := make([]map[string]string, n)
+	for i := range nodes {
+		nodes[i] = map[string]string{"id": strconv.Itoa(1001 + i)}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"saleInvoices": map[string]any{"nodes": nodes}}})
 }
+
+var firstRE = regexp.MustCompile(`saleInvoices\s*\(\s*first\s*:\s*([0-9]+)\s*\)`)
 
 var orgNumberRE = regexp.MustCompile(`^[0-9]{9}$`)
 
@@ -362,7 +415,11 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "redirect_uri is required", http.StatusBadRequest)
 		return
 	}
-	back := func(v url.Values) { simulator.RedirectBack(w, r, *redirect, q.Get("state"), v) }
+	state := q.Get("state")
+	if s.opts.DropState {
+		state = ""
+	}
+	back := func(v url.Values) { simulator.RedirectBack(w, r, *redirect, state, v) }
 	fail := func(code, desc string) { back(url.Values{"error": {code}, "error_description": {desc}}) }
 	org, locale := q.Get("organisation_number"), q.Get("locale")
 	switch {

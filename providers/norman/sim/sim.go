@@ -6,13 +6,20 @@
 // Assumed where Norman's guide is silent (Norman is a Django REST
 // framework + SimpleJWT service):
 //   - users/create and token/retrieve answer {"accessToken","refreshToken"}
-//     (the guide's names); token/refresh answers SimpleJWT's {"access"} or,
+//     (the guide's names) and the user {"user":{id,username,email,
+//     external_id}}; token/refresh answers SimpleJWT's {"access"} or,
 //     with refresh rotation (ROTATE_REFRESH_TOKENS, on by default here),
-//     {"access","refresh"}, blacklisting the old refresh token.
+//     {"access","refresh"}, blacklisting the old refresh token. Options.Shape
+//     switches every reply to snake_case, to one level of nesting, or to
+//     a shape nobody reads.
+//   - token/retrieve finds its user by all three fields (404 "User not
+//     found." otherwise); Options.Retrieve makes it match the username
+//     alone, the lenient variant a provider must not trust.
 //   - a token that is bad, expired or blacklisted gets 401
 //     {"detail","code":"token_not_valid"}; a wrong Institution header 403
 //     {"detail"}, a missing one 401 {"detail"}; a taken username 400
-//     {"username":["A user with that username already exists."]}.
+//     {"username":["A user with that username already exists."]}, or 409
+//     {"detail"} with Options.ConflictStatus.
 //   - token/expire blacklists the refresh token and ends the session it
 //     belongs to, so its access tokens stop working too ("prevent further
 //     API access").
@@ -64,9 +71,48 @@ type Options struct {
 	// NoRotation makes token/refresh answer {"access"} only, as SimpleJWT
 	// does with ROTATE_REFRESH_TOKENS off.
 	NoRotation bool
+	// Shape is how token replies spell the pair (default ShapeGuide);
+	// SetShape changes it later.
+	Shape Shape
+	// Retrieve is how token/retrieve finds its user (default
+	// RetrieveAll).
+	Retrieve RetrieveMode
+	// ConflictStatus answers users/create for a taken username: 400
+	// (default, Django's per-field error) or 409 ({"detail"}).
+	ConflictStatus int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// Shape is the spelling of token replies. Norman's guide names
+// accessToken and refreshToken but shows no reply.
+type Shape int
+
+const (
+	// ShapeGuide: users/create and token/retrieve answer
+	// {"accessToken","refreshToken"}, token/refresh SimpleJWT's
+	// {"access"[,"refresh"]}.
+	ShapeGuide Shape = iota
+	// ShapeSnake: every reply is {"access_token","refresh_token"}.
+	ShapeSnake
+	// ShapeNested: every reply is {"data":{"accessToken","refreshToken"}}.
+	ShapeNested
+	// ShapeUnknown: every reply is a JSON object no provider can read
+	// ({"jwt":{"a","r"}}): a 2xx that is a configuration problem.
+	ShapeUnknown
+)
+
+// RetrieveMode is how token/retrieve matches its user.
+type RetrieveMode int
+
+const (
+	// RetrieveAll finds the user only when username, email and
+	// external_id all match (404 otherwise).
+	RetrieveAll RetrieveMode = iota
+	// RetrieveUsername finds the user by username alone, ignoring email
+	// and external_id: the lenient service a provider must not trust.
+	RetrieveUsername
+)
 
 type user struct {
 	username, email, externalID string
@@ -94,6 +140,7 @@ type Server struct {
 	mux  *http.ServeMux
 
 	mu       sync.Mutex
+	shape    Shape
 	users    map[string]*user
 	tokens   map[string]*issued // by jti
 	sessions map[string]bool    // ended sessions, by id
@@ -117,8 +164,12 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ConflictStatus == 0 {
+		opts.ConflictStatus = http.StatusBadRequest
+	}
 	s := &Server{
 		opts:     opts,
+		shape:    opts.Shape,
 		key:      simulator.RandomBytes(32),
 		users:    map[string]*user{},
 		tokens:   map[string]*issued{},
@@ -135,6 +186,50 @@ func New(opts Options) *Server {
 		"expire-access":  simulator.Do(s.ExpireAccessTokens),
 	}})
 	return s
+}
+
+// SetShape changes the spelling of token replies from now on.
+func (s *Server) SetShape(sh Shape) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shape = sh
+}
+
+// reply writes a token reply in the current shape; guide is the
+// ShapeGuide spelling of the call (camel for create and retrieve,
+// SimpleJWT's for refresh). extra fields (the user) go at the top level.
+func (s *Server) reply(w http.ResponseWriter, status int, camel bool, access, refresh string, extra map[string]any) {
+	pair := map[string]any{}
+	put := func(a, r string) {
+		pair[a] = access
+		if refresh != "" {
+			pair[r] = refresh
+		}
+	}
+	switch s.shape {
+	case ShapeSnake:
+		put("access_token", "refresh_token")
+	case ShapeNested:
+		put("accessToken", "refreshToken")
+		pair = map[string]any{"data": pair}
+	case ShapeUnknown:
+		put("a", "r")
+		pair = map[string]any{"jwt": pair}
+	default:
+		if camel {
+			put("accessToken", "refreshToken")
+		} else {
+			put("access", "refresh")
+		}
+	}
+	for k, v := range extra {
+		pair[k] = v
+	}
+	simulator.WriteJSON(w, status, pair)
+}
+
+func (u *user) json() map[string]any {
+	return map[string]any{"id": u.id, "username": u.username, "email": u.email, "external_id": u.externalID}
 }
 
 // Institution is the header value the server expects.
@@ -257,6 +352,10 @@ func (s *Server) create(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	if s.users[f[0]] != nil {
+		if s.opts.ConflictStatus == http.StatusConflict {
+			simulator.WriteJSON(w, http.StatusConflict, map[string]string{"detail": "User already exists."})
+			return
+		}
 		simulator.WriteJSON(w, http.StatusBadRequest, map[string][]string{"username": {"A user with that username already exists."}})
 		return
 	}
@@ -264,24 +363,23 @@ func (s *Server) create(w http.ResponseWriter, body map[string]any) {
 	u := &user{username: f[0], email: f[1], externalID: f[2], id: s.nextID}
 	s.users[u.username] = u
 	access, refresh := s.pair(u, newID())
-	simulator.WriteJSON(w, http.StatusCreated, map[string]any{
-		"accessToken": access, "refreshToken": refresh,
-		"user": map[string]any{"id": u.id, "username": u.username, "email": u.email, "external_id": u.externalID},
-	})
+	s.reply(w, http.StatusCreated, true, access, refresh, map[string]any{"user": u.json()})
 }
 
+// retrieve issues a new pair. Its reply names the user as users/create's
+// does (assumed: the guide shows neither reply).
 func (s *Server) retrieve(w http.ResponseWriter, body map[string]any) {
 	f, ok := required(w, body, "username", "email", "external_id")
 	if !ok {
 		return
 	}
 	u := s.users[f[0]]
-	if u == nil || u.email != f[1] || u.externalID != f[2] {
+	if u == nil || (s.opts.Retrieve == RetrieveAll && (u.email != f[1] || u.externalID != f[2])) {
 		simulator.WriteJSON(w, http.StatusNotFound, map[string]string{"detail": "User not found."})
 		return
 	}
 	access, refresh := s.pair(u, newID())
-	simulator.WriteJSON(w, http.StatusOK, map[string]string{"accessToken": access, "refreshToken": refresh})
+	s.reply(w, http.StatusOK, true, access, refresh, map[string]any{"user": u.json()})
 }
 
 // refreshClaims reads and checks the body's refresh token, answering
@@ -309,13 +407,13 @@ func (s *Server) refresh(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	if s.opts.NoRotation {
-		simulator.WriteJSON(w, http.StatusOK, map[string]string{"access": s.sign(u, "access", c.Session, s.opts.AccessTTL)})
+		s.reply(w, http.StatusOK, false, s.sign(u, "access", c.Session, s.opts.AccessTTL), "", nil)
 		return
 	}
 	// ROTATE_REFRESH_TOKENS with BLACKLIST_AFTER_ROTATION.
 	s.tokens[c.JTI].dead = true
 	access, refresh := s.pair(u, c.Session)
-	simulator.WriteJSON(w, http.StatusOK, map[string]string{"access": access, "refresh": refresh})
+	s.reply(w, http.StatusOK, false, access, refresh, nil)
 }
 
 func (s *Server) verify(w http.ResponseWriter, body map[string]any) {

@@ -1,0 +1,1 @@
+ALTER TABLE links DROP COLUMN idempotency_request_hash;

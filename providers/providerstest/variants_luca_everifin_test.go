@@ -1,0 +1,382 @@
+package providerstest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	tokenwarden "github.com/tokenwarden/tokenwarden"
+	"github.com/tokenwarden/tokenwarden/gateway"
+	"github.com/tokenwarden/tokenwarden/internal/e2e"
+	everifinsim "github.com/tokenwarden/tokenwarden/providers/everifin/sim"
+	lucasim "github.com/tokenwarden/tokenwarden/providers/luca/sim"
+)
+
+// variant is one simulator mode with a catalog entry of its own, run as
+// one scenario on a stack shared by the variants of a test.
+type variant struct {
+	name string
+	// sim builds the simulator for f (f.User and f.Password are set).
+	sim func(f *fixture) (http.Handler, controls)
+	// entry is the catalog entry (name f.Name, simulator at f.URL).
+	entry func(f *fixture) string
+	// secret, when set, is stored in Vault at providers/<kind>#client_secret.
+	kind, secret string
+	run          func(t *check, h *harness, f *fixture)
+}
+
+// runVariants starts one Tokenwarden for vs and runs each variant's
+// scenario side by side, then scans for leaked secrets.
+func runVariants(t *testing.T, vs []variant) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var catalog strings.Builder
+	catalog.WriteString("providers:\n")
+	fixtures := make([]*fixture, len(vs))
+	vault := map[string]map[string]string{}
+	for i, v := range vs {
+		f := &fixture{Name: v.name, User: "u" + randomString(6), Password: randomString(18)}
+		sim, c := v.sim(f)
+		f.ctl = c
+		f.wire = newWire(sim, c, "")
+		srv := httptest.NewServer(f.wire)
+		t.Cleanup(srv.Close)
+		f.URL = srv.URL
+		fixtures[i] = f
+		catalog.WriteString(v.entry(f))
+		if v.secret != "" {
+			vault["providers/"+v.kind] = map[string]string{"client_secret": v.secret}
+		}
+	}
+	s := e2e.Start(t, e2e.Options{Catalog: catalog.String(), VaultSecrets: vault,
+		Gateway: gateway.Config{TokenMargin: 500 * time.Millisecond}})
+	h := &harness{s: s, ctx: ctx}
+	start := time.Now()
+	checks := make([]*check, len(vs))
+	var wg sync.WaitGroup
+	for i, v := range vs {
+		c := &check{start: start}
+		checks[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.finish()
+			v.run(c, h, fixtures[i])
+		}()
+	}
+	wg.Wait()
+	for i, v := range vs {
+		t.Run(v.name, checks[i].report)
+	}
+	for _, f := range fixtures {
+		s.Remember(f.wire.secrets()...)
+		s.Remember(f.Password)
+	}
+	s.ScanForSecrets(ctx)
+}
+
+const lucaClientID = "tw-luca-client"
+
+var lucaSecret = "luca-" + randomString(24)
+
+// lucaVariant is a Luca simulator with opts (client and user filled in)
+// and an entry with extra lines (indented as entry fields).
+func lucaVariant(name string, opts lucasim.Options, extra, settings string, run func(t *check, h *harness, f *fixture)) variant {
+	return variant{name: name, kind: "luca", secret: lucaSecret, run: run,
+		sim: func(f *fixture) (http.Handler, controls) {
+			opts.ClientID, opts.ClientSecret, opts.AutoApprove = lucaClientID, lucaSecret, true
+			opts.Users = map[string]string{f.User: f.Password}
+			opts.AccessTTL = longTTL
+			s := lucasim.New(opts)
+			return s, controls{FailNext: s.FailNext, RateLimit: s.RateLimit, Malformed: s.Malformed,
+				ExpireRefreshTokens: s.ExpireRefreshTokens, Valid: s.Valid, RevokeGrant: s.RevokeRefreshTokens,
+				expireAccess: s.ExpireAccessTokens, stats: s.Stats}
+		},
+		entry: func(f *fixture) string {
+			return fmt.Sprintf(`  - name: %s
+    kind: luca
+    client_id: %s
+    client_secret: {vault: "providers/luca#client_secret"}
+    grants: [authorization_code]
+    schedule: {min_margin: 1s, fraction: 0.2, default_lifetime: %s}
+%s    settings: {base_url: %q%s}
+`, f.Name, lucaClientID, longTTL, extra, f.URL, settings)
+		}}
+}
+
+// TestLucaRedirectVariants (issue 11 point 6, 7; issue 12 point 9): Luca
+// with and without state in its redirect, end to end through the
+// gateway's start page, the provider and the callback, and the GraphQL
+// check of a Laravel-style GraphQL server.
+func TestLucaRedirectVariants(t *testing.T) {
+	strict := lucasim.Options{DropState: true, RequireRedirectMatch: true, UnauthenticatedOK: true, Invoices: 500}
+	runVariants(t, []variant{
+		// Luca drops state: the default redirect_state path carries it.
+		lucaVariant("luca-dropstate", strict, "", "", func(t *check, h *harness, f *fixture) {
+			id := lucaEnroll(t, h, f)
+			l := h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
+			wantVerified(t, h, id, true, "")
+			if n := f.ctl.stats()["graphql.unbounded"]; n != 0 {
+				t.Errorf("the GraphQL check asked for every invoice (%d times)", n)
+			}
+			// A 200 "Unauthenticated." reply means "refresh", not a
+			// permanent failure.
+			f.ctl.expireAccess()
+			wantVerified(t, h, id, false, "invalid_token")
+			if _, err := h.s.Client.Refresh(h.ctx, id); err != nil {
+				t.Fatalf("refresh after the GraphQL check refused the token: %v", err)
+			}
+			wantVerified(t, h, id, true, "")
+			if got := h.getLink(t, id); got.Status != "active" || got.RefreshCount <= l.RefreshCount {
+				t.Errorf("after the refresh: status %s, %d refreshes", got.Status, got.RefreshCount)
+			}
+			h.revoke(t, id)
+		}),
+		// Luca echoes state: redirect_state query, bound by PKCE.
+		lucaVariant("luca-query", lucasim.Options{RequireRedirectMatch: true}, "    redirect_state: query\n", ", pkce: true", func(t *check, h *harness, f *fixture) {
+			id := lucaEnroll(t, h, f)
+			h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
+			h.revoke(t, id)
+		}),
+		// The code-swap attack: a code issued for link A, presented at
+		// link B's callback from B's own browser, is refused by Luca
+		// because B's redirect URI differs, and B gets no token.
+		lucaVariant("luca-codeswap", strict, "", "", func(t *check, h *harness, f *fixture) {
+			a := lucaCreate(t, h, f)
+			b := lucaCreate(t, h, f)
+			browserB := newBrowser()
+			backB := browserB.toProvider(t, b.AuthorizationURL)
+			stateB := strings.TrimPrefix(backB.Path, gateway.CallbackPath+"/")
+			// A's code, as the provider would issue it for A's redirect.
+			browserA := newBrowser()
+			backA := browserA.toProvider(t, a.AuthorizationURL)
+			codeA := backA.Query().Get("code")
+			h.s.Remember(codeA, backB.Query().Get("code"), stateB)
+			swapped := *backB
+			q := backB.Query() // B's state too, where it rides in the query
+			q.Set("code", codeA)
+			swapped.RawQuery = q.Encode()
+			browserB.get(t, swapped.String())
+			l := h.waitLink(t, b.ID, "B failed", 30*time.Second, func(l *tokenwarden.Link) bool {
+				return l.Status == "failed" || l.Status == "active"
+			})
+			if l.Status != "failed" || !strings.Contains(l.LastError, "invalid_grant") {
+				t.Errorf("link B after the swapped code: %s, last_error %q; want failed with invalid_grant", l.Status, l.LastError)
+			}
+			if _, err := h.s.Client.Token(h.ctx, b.ID, 0); err == nil {
+				t.Error("link B serves a token obtained with A's code")
+			}
+		}),
+	})
+}
+
+// lucaCreate creates a Luca link through the API.
+func lucaCreate(t *check, h *harness, f *fixture) *tokenwarden.Link {
+	t.Helper()
+	l, err := h.s.Client.CreateLink(h.ctx, tokenwarden.CreateLinkRequest{
+		Provider: f.Name, UserID: f.User, Grant: tokenwarden.GrantAuthorizationCode,
+	}, "")
+	if err != nil {
+		t.Fatalf("create link: %v", err)
+	}
+	return l
+}
+
+func lucaEnroll(t *check, h *harness, f *fixture) string {
+	t.Helper()
+	l := lucaCreate(t, h, f)
+	followAuthorization(t, l.AuthorizationURL)
+	return l.ID
+}
+
+// wantVerified checks GET /v1/links/{id}?verify=1.
+func wantVerified(t *check, h *harness, id string, want bool, errPart string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(h.ctx, http.MethodGet, h.s.Gateway.URL+"/v1/links/"+id+"?verify=1", nil)
+	req.Header.Set("Authorization", "Bearer "+h.s.APIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var v struct {
+		Verified    *bool  `json:"verified"`
+		VerifyError string `json:"verify_error"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil || resp.StatusCode != http.StatusOK || v.Verified == nil {
+		t.Fatalf("verify: HTTP %d (%v)", resp.StatusCode, err)
+	}
+	if *v.Verified != want || !strings.Contains(v.VerifyError, errPart) {
+		t.Errorf("verify: verified %v (%q), want %v with %q", *v.Verified, v.VerifyError, want, errPart)
+	}
+}
+
+// browser is an end-user's browser with its own cookies.
+type browser struct{ c *http.Client }
+
+func newBrowser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{c: &http.Client{Jar: jar, Timeout: 15 * time.Second}}
+}
+
+// toProvider opens authURL (the gateway's start page) and follows it
+// through the provider until the redirect back to the gateway's callback,
+// which it returns without following.
+func (b *browser) toProvider(t *check, authURL string) *url.URL {
+	t.Helper()
+	c := *b.c
+	var back *url.URL
+	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if strings.HasPrefix(r.URL.Path, gateway.CallbackPath) {
+			back = r.URL
+			return http.ErrUseLastResponse
+		}
+		if len(via) > 5 {
+			return errors.New("too many redirects")
+		}
+		return nil
+	}
+	resp, err := c.Get(authURL)
+	if err != nil {
+		t.Fatalf("authorization URL: %v", stripURL(err))
+	}
+	resp.Body.Close()
+	if back == nil {
+		t.Fatalf("the provider did not send the browser back (HTTP %d)", resp.StatusCode)
+	}
+	return back
+}
+
+// get opens u and returns the status and body.
+func (b *browser) get(t *check, u string) (int, string) {
+	t.Helper()
+	resp, err := b.c.Get(u)
+	if err != nil {
+		t.Fatalf("browser: %v", stripURL(err))
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body)
+}
+
+// stripURL drops the URL (which may carry a code) from a client error.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+const everifinClientID, everifinRealm = "tw-everifin-client", "tw-realm"
+
+var everifinSecret = "everifin-" + randomString(24)
+
+func everifinVariant(name string, opts everifinsim.Options, extra, settings string, run func(t *check, h *harness, f *fixture)) variant {
+	return variant{name: name, kind: "everifin", secret: everifinSecret, run: run,
+		sim: func(f *fixture) (http.Handler, controls) {
+			opts.Realm, opts.AutoApprove = everifinRealm, true
+			opts.Clients = []everifinsim.Client{{ID: everifinClientID, Secret: everifinSecret, DirectGrants: true}}
+			opts.Users = map[string]string{f.User: f.Password}
+			s := everifinsim.New(opts)
+			return s, controls{FailNext: s.FailNext, RateLimit: s.RateLimit, Malformed: s.Malformed,
+				ExpireRefreshTokens: s.ExpireRefreshTokens, Valid: s.Valid, LockUser: s.LockUser,
+				RefreshValid: s.RefreshValid, RevokeGrant: s.EndSessions,
+				tempLock: s.TemporarilyLockUser}
+		},
+		entry: func(f *fixture) string {
+			return fmt.Sprintf(`  - name: %s
+    kind: everifin
+    client_id: %s
+    client_secret: {vault: "providers/everifin#client_secret"}
+    grants: [authorization_code, password]
+    schedule: {min_margin: 1s, fraction: 0.2, default_lifetime: 4s}
+%s    settings: {base_url: %q, realm: %s%s}
+`, f.Name, everifinClientID, extra, f.URL, everifinRealm, settings)
+		}}
+}
+
+// TestEverifinSessionVariants (issue 11 points 8, 9): Keycloak's SSO
+// Session Max ends a busy authorization_code link, which then needs the
+// end-user, with a last_error that says so; offline_access avoids the
+// limit; a brute-force lockout is waited out, not a dead link.
+func TestEverifinSessionVariants(t *testing.T) {
+	const sessionMax = 12 * time.Second
+	limits := everifinsim.Options{AccessTTL: shortTTL, RefreshTTL: time.Minute, SessionMax: sessionMax}
+	offline := limits
+	offline.OfflineAccess = true
+	runVariants(t, []variant{
+		everifinVariant("everifin-sessionmax", limits, "", "", func(t *check, h *harness, f *fixture) {
+			start := time.Now()
+			id := everifinEnroll(t, h, f, nil)
+			l := h.waitLink(t, id, "reauth_required at SSO Session Max", 30*time.Second, isStatus("reauth_required"))
+			if took := time.Since(start); took < sessionMax-time.Second {
+				t.Errorf("the link ended after %s, before SSO Session Max (%s)", took, sessionMax)
+			}
+			if l.RefreshCount < 2 {
+				t.Errorf("only %d refreshes before the session ended: the session was not busy", l.RefreshCount)
+			}
+			if !strings.Contains(l.LastError, "session limit ended the grant") {
+				t.Errorf("last_error %q does not say the provider's session limit ended the grant", l.LastError)
+			}
+			h.wantReauthToken(t, id, f, true)
+			h.revoke(t, id)
+		}),
+		everifinVariant("everifin-offline", offline, "    scopes: [openid, offline_access]\n", "", func(t *check, h *harness, f *fixture) {
+			id := everifinEnroll(t, h, f, []string{"openid", "offline_access"})
+			h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
+			time.Sleep(sessionMax + 3*time.Second)
+			l := h.getLink(t, id)
+			if l.Status != "active" || l.LastError != "" {
+				t.Fatalf("offline link after SSO Session Max: %s, last_error %q", l.Status, l.LastError)
+			}
+			h.token(t, id, f)
+			h.revoke(t, id)
+		}),
+		everifinVariant("everifin-lockout", everifinsim.Options{AccessTTL: longTTL}, "", ", lockout_backoff: 3s", func(t *check, h *harness, f *fixture) {
+			id := everifinEnroll(t, h, f, nil)
+			h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
+			before := h.getLink(t, id).RefreshCount
+			f.ctl.tempLock(f.User, 2*time.Second)
+			start := time.Now()
+			if _, err := h.s.Client.Refresh(h.ctx, id); err != nil {
+				t.Fatalf("refresh through a brute-force lockout: %v", err)
+			}
+			if took := time.Since(start); took < 2*time.Second {
+				t.Errorf("the refresh came through after %s, before the lockout's backoff", took)
+			}
+			l := h.waitLink(t, id, "active", 15*time.Second, func(l *tokenwarden.Link) bool {
+				return l.Status == "active" && l.RefreshCount > before
+			})
+			if l.LastError != "" {
+				t.Errorf("last_error %q after the lockout cleared", l.LastError)
+			}
+			h.token(t, id, f)
+			h.revoke(t, id)
+		}),
+	})
+}
+
+func everifinEnroll(t *check, h *harness, f *fixture, scopes []string) string {
+	t.Helper()
+	l, err := h.s.Client.CreateLink(h.ctx, tokenwarden.CreateLinkRequest{
+		Provider: f.Name, UserID: f.User, Grant: tokenwarden.GrantAuthorizationCode, Scopes: scopes,
+	}, "")
+	if err != nil {
+		t.Fatalf("create link: %v", err)
+	}
+	followAuthorization(t, l.AuthorizationURL)
+	return l.ID
+}
