@@ -54,6 +54,11 @@ soak: tools oidc-peer-deps
 	@deployments/dev/with-stack.sh $${TMPDIR:-/tmp}/tokenwarden-soak \
 	  env TOKENWARDEN_FAULTS=full go test -count=1 -timeout 40m -run 'TestSoak$$' -v ./faults/
 
+.PHONY: scale
+## scale: the load run (scale/) on the real Temporal server on PostgreSQL; writes docs/results/scale.md (LINKS=, DURATION=, TOKEN_LIFETIME=)
+scale: tools
+	@scale/run.sh
+
 .PHONY: bench
 ## bench: the hot-path benchmarks (bench/) on the real stack; writes docs/results/bench.md
 bench: tools oidc-peer-deps

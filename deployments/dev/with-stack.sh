@@ -19,7 +19,10 @@ if [[ -z ${TOKENWARDEN_TEST_STACK:-} || ! -f ${TOKENWARDEN_TEST_STACK:-} ]]; the
   rm -rf "$dir/stack"
   go build -o "$dir/teststack" ./internal/devstack/teststack
   say "starting a throwaway stack in $dir/stack"
-  "$dir/teststack" -dir "$dir/stack" -ports test -bin "$bin" &
+  # TOKENWARDEN_STACK_PORTS (test, dev or scale) and TOKENWARDEN_STACK_FLAGS
+  # (more teststack flags, e.g. -temporal-server) shape the stack.
+  # shellcheck disable=SC2086
+  "$dir/teststack" -dir "$dir/stack" -ports "${TOKENWARDEN_STACK_PORTS:-test}" -bin "$bin" ${TOKENWARDEN_STACK_FLAGS:-} &
   stack_pid=$!
   stop_stack() {
     if kill -0 "$stack_pid" 2>/dev/null; then

@@ -35,6 +35,8 @@ type Ports struct {
 var (
 	DevPorts  = Ports{Temporal: 7233, TemporalUI: 8233, Vault: 8200, Postgres: 5433}
 	TestPorts = Ports{Temporal: 17233, TemporalUI: 18233, Vault: 18200, Postgres: 15433}
+	// ScalePorts are those of `make scale`'s stack, beside the others.
+	ScalePorts = Ports{Temporal: 27233, TemporalUI: 28233, Vault: 28200, Postgres: 25433}
 )
 
 // SearchAttribute is a custom search attribute registered at server start.
@@ -53,6 +55,9 @@ type Options struct {
 	SearchAttributes []SearchAttribute
 	UICodecEndpoint  string    // optional: Temporal UI remote codec endpoint
 	Log              io.Writer // progress lines; discarded if nil
+	// TemporalServer runs the real Temporal server on the stack's
+	// PostgreSQL instead of the CLI's dev server (temporalserver.go).
+	TemporalServer bool
 	// Postgres binaries (initdb, postgres) are looked up in PostgresBinDir,
 	// else on PATH, else in /usr/lib/postgresql/*/bin.
 	PostgresBinDir string

@@ -35,6 +35,9 @@ func (s *Stack) StartTemporal(ctx context.Context) error {
 }
 
 func (s *Stack) startTemporal(ctx context.Context) error {
+	if s.opts.TemporalServer {
+		return s.startTemporalServer(ctx)
+	}
 	bin, err := s.binary("temporal")
 	if err != nil {
 		return err

@@ -27,11 +27,12 @@ func main() {
 func run() error {
 	home, _ := os.UserHomeDir()
 	dir := flag.String("dir", ".test-stack", "state folder")
-	ports := flag.String("ports", "test", "port set: test or dev")
+	ports := flag.String("ports", "test", "port set: test, dev or scale")
 	bin := flag.String("bin", filepath.Join(home, ".cache", "tokenwarden", "bin"), "folder with the temporal and vault binaries (deployments/dev/tools.sh)")
 	namespace := flag.String("namespace", "tokenwarden", "Temporal namespace")
 	codec := flag.String("ui-codec-endpoint", "", "Temporal UI remote codec endpoint")
 	stop := flag.Bool("stop", false, "stop the stack recorded in -dir and exit")
+	server := flag.Bool("temporal-server", false, "run the real Temporal server on PostgreSQL instead of the CLI's dev server (deployments/dev/server-tools.sh builds it)")
 	flag.Parse()
 
 	if *stop {
@@ -43,8 +44,10 @@ func run() error {
 		p = devstack.TestPorts
 	case "dev":
 		p = devstack.DevPorts
+	case "scale":
+		p = devstack.ScalePorts
 	default:
-		return fmt.Errorf("-ports: want test or dev, got %q", *ports)
+		return fmt.Errorf("-ports: want test, dev or scale, got %q", *ports)
 	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,6 +58,7 @@ func run() error {
 		Ports:           p,
 		Namespace:       *namespace,
 		UICodecEndpoint: *codec,
+		TemporalServer:  *server,
 		Log:             prefixed{},
 	})
 	if err != nil {
