@@ -117,6 +117,7 @@ func TestOAuthCallbackAttacks(t *testing.T) {
 			t.Error("the logs mention a panic")
 		}
 		noToken(t, s, ctx, l.ID)
+		s.WaitRecorded(ctx, l.ID)
 		got, err := s.Client.GetLink(ctx, l.ID)
 		if err != nil || got.Status != string(workflows.StatusFailed) || got.LastError == "" {
 			t.Errorf("the API shows status %q, last_error %q (err %v)", got.Status, got.LastError, err)

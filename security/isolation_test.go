@@ -50,6 +50,7 @@ func TestTenantIsolation(t *testing.T) {
 		t.Fatalf("set webhook: %v", err)
 	}
 	s.Remember(hook.Secret)
+	s.WaitRecorded(ctx, l.ID) // the audit trail is written in the background
 	eventsBefore := s.eventTypes(t, ctx, l.ID)
 
 	if _, err := s.Store.EnsureTenant(ctx, "intruder", "Intruder"); err != nil {

@@ -337,20 +337,44 @@ func (l *link) needReauth(ctx workflow.Context, event string) {
 		l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
 		return
 	}
-	l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
 	// Until the token is cleared, refresh requests wait rather than hear
 	// reauth_required: a caller told so must not then be served the
-	// token. (The gateway also stops serving once the recorded status
-	// reaches it.)
+	// token. Normally the token is gone before the status is recorded
+	// (and the API or a webhook says reauth_required). With Vault
+	// unreachable, the status is recorded after suspendGrace anyway: the
+	// gateway then stops serving the token from the recorded status, and
+	// the clearing goes on.
 	l.suspending = true
 	defer func() { l.suspending = false }()
 	actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, untilDone(ctx)))
 	f := workflow.ExecuteActivity(actx, ActivitySuspend, l.ref())
+	l.awaitActivityFor(ctx, f, suspendGrace)
+	l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
 	// A revoke meanwhile wipes the token anyway.
 	if l.awaitActivity(ctx, f, cancel) {
 		if err := f.Get(ctx, nil); err != nil {
 			workflow.GetLogger(ctx).Warn("could not suspend the access token", "link", l.p.LinkID, "error", err)
 		}
+	}
+}
+
+// suspendGrace is how long a suspend may take before the link's
+// reauth_required status is recorded without it.
+const suspendGrace = 30 * time.Second
+
+// awaitActivityFor waits for f while receiving messages, for at most d or
+// until the link is revoked or its workflow cancelled.
+func (l *link) awaitActivityFor(ctx workflow.Context, f workflow.Future, d time.Duration) {
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	timedOut := false
+	timer := workflow.NewTimerWithOptions(timerCtx, d, workflow.TimerOptions{Summary: "clear the access token of a rejected grant"})
+	for !f.IsReady() && !timedOut && l.revokeRequested == nil && ctx.Err() == nil {
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(f, func(workflow.Future) {})
+		sel.AddFuture(timer, func(workflow.Future) { timedOut = true })
+		l.addSignals(ctx, sel)
+		sel.Select(ctx)
 	}
 }
 

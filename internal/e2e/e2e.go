@@ -396,3 +396,26 @@ func (b *SyncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// WaitRecorded waits until the links table holds every transition the
+// link's workflow has made (its sequence number): the audit trail is
+// written in the background, so a test that reads PostgreSQL right after
+// the workflow moved must wait for it.
+func (s *Stack) WaitRecorded(ctx context.Context, linkID string) {
+	s.T.Helper()
+	st, err := s.State(ctx, linkID)
+	if err != nil {
+		s.T.Fatalf("e2e: state of %s: %v", linkID, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := s.Store.GetLink(ctx, Tenant, linkID)
+		if err == nil && l.StateSeq >= st.Seq {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.T.Fatalf("e2e: link %s: the links table did not reach seq %d within 30 s (err %v)", linkID, st.Seq, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
