@@ -36,15 +36,22 @@ build_with_progress() {
   say "built $name in $((SECONDS - start)) s"
 }
 
-temporal_bin="$BIN/temporal-$TEMPORAL_CLI_VERSION"
-if [[ ! -x $temporal_bin ]]; then
-  say "building Temporal CLI $TEMPORAL_CLI_VERSION from the Go module proxy (first run only, about 4 minutes)"
-  tmp=$(mktemp -d)
-  build_with_progress "temporal $TEMPORAL_CLI_VERSION" "$CACHE/temporal-build.log" \
-    env GOBIN="$tmp" go install "github.com/temporalio/cli/cmd/temporal@$TEMPORAL_CLI_VERSION"
-  mv "$tmp/temporal" "$temporal_bin"
-  rm -rf "$tmp"
-fi
+# go_tool NAME PACKAGE VERSION HOW_LONG: go install PACKAGE@VERSION once,
+# cached as $BIN/NAME-VERSION and linked as $BIN/NAME.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 how_long=$4 out="$BIN/$1-$3"
+  if [[ ! -x $out ]]; then
+    say "building $name $version from the Go module proxy (first run only, $how_long)"
+    local tmp
+    tmp=$(mktemp -d)
+    build_with_progress "$name $version" "$CACHE/$name-build.log" env GOBIN="$tmp" go install "$pkg@$version"
+    mv "$tmp/$(basename "$pkg")" "$out"
+    rm -rf "$tmp"
+  fi
+  ln -sf "$out" "$BIN/$name"
+}
+
+go_tool temporal github.com/temporalio/cli/cmd/temporal "$TEMPORAL_CLI_VERSION" "about 4 minutes"
 
 vault_bin="$BIN/vault-$VAULT_VERSION"
 if [[ ! -x $vault_bin ]]; then
@@ -76,28 +83,7 @@ GO
   mv "$vault_bin.tmp" "$vault_bin"
 fi
 
-staticcheck_bin="$BIN/staticcheck-$STATICCHECK_VERSION"
-if [[ ! -x $staticcheck_bin ]]; then
-  say "building staticcheck $STATICCHECK_VERSION from the Go module proxy (first run only, under a minute)"
-  tmp=$(mktemp -d)
-  build_with_progress "staticcheck $STATICCHECK_VERSION" "$CACHE/staticcheck-build.log" \
-    env GOBIN="$tmp" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
-  mv "$tmp/staticcheck" "$staticcheck_bin"
-  rm -rf "$tmp"
-fi
-
-helm_bin="$BIN/helm-$HELM_VERSION"
-if [[ ! -x $helm_bin ]]; then
-  say "building helm $HELM_VERSION from the Go module proxy (first run only, a few minutes)"
-  tmp=$(mktemp -d)
-  build_with_progress "helm $HELM_VERSION" "$CACHE/helm-build.log" \
-    env GOBIN="$tmp" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  mv "$tmp/helm" "$helm_bin"
-  rm -rf "$tmp"
-fi
-
-ln -sf "$staticcheck_bin" "$BIN/staticcheck"
-ln -sf "$helm_bin" "$BIN/helm"
-ln -sf "$temporal_bin" "$BIN/temporal"
+go_tool staticcheck honnef.co/go/tools/cmd/staticcheck "$STATICCHECK_VERSION" "under a minute"
+go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "a few minutes"
 ln -sf "$vault_bin" "$BIN/vault"
 echo "$BIN"

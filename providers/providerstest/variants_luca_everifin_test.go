@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,27 +61,12 @@ func runVariants(t *testing.T, vs []variant) {
 	s := e2e.Start(t, e2e.Options{Catalog: catalog.String(), VaultSecrets: vault,
 		Gateway: gateway.Config{TokenMargin: 500 * time.Millisecond}})
 	h := &harness{s: s, ctx: ctx}
-	start := time.Now()
-	checks := make([]*check, len(vs))
-	var wg sync.WaitGroup
+	names := make([]string, len(vs))
+	runs := make([]func(*check, *harness, *fixture), len(vs))
 	for i, v := range vs {
-		c := &check{start: start}
-		checks[i] = c
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.finish()
-			v.run(c, h, fixtures[i])
-		}()
+		names[i], runs[i] = v.name, v.run
 	}
-	wg.Wait()
-	for i, v := range vs {
-		t.Run(v.name, checks[i].report)
-	}
-	for _, f := range fixtures {
-		s.Remember(f.wire.secrets()...)
-		s.Remember(f.Password)
-	}
+	runConcurrently(t, h, names, runs, fixtures)
 	s.ScanForSecrets(ctx)
 }
 

@@ -61,29 +61,42 @@ func runSeedVariants(t *testing.T, kind, secret string, vs []seedVariant) {
 	s := e2e.Start(t, opts)
 	h := &harness{s: s, spec: spec{Kind: kind}, ctx: ctx}
 
-	start := time.Now()
-	checks := make([]*check, len(vs))
-	var wg sync.WaitGroup
+	names := make([]string, len(vs))
+	runs := make([]func(*check, *harness, *fixture), len(vs))
 	for i, v := range vs {
+		names[i], runs[i] = v.name, v.run
+	}
+	took := runConcurrently(t, h, names, runs, fixtures)
+	t.Logf("%s variants took %s", kind, took.Round(100*time.Millisecond))
+	s.ScanForSecrets(ctx)
+}
+
+// runConcurrently runs every variant against its fixture at once, reports
+// each as a subtest, and has every secret the simulators saw join the
+// leak scan. It returns how long they took together.
+func runConcurrently(t *testing.T, h *harness, names []string, runs []func(*check, *harness, *fixture), fixtures []*fixture) time.Duration {
+	start := time.Now()
+	checks := make([]*check, len(runs))
+	var wg sync.WaitGroup
+	for i, run := range runs {
 		c := &check{start: start}
 		checks[i] = c
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.finish()
-			v.run(c, h, fixtures[i])
+			run(c, h, fixtures[i])
 		}()
 	}
 	wg.Wait()
-	for i, v := range vs {
-		t.Run(v.name, checks[i].report)
+	for i, name := range names {
+		t.Run(name, checks[i].report)
 	}
-	t.Logf("%s variants took %s", kind, time.Since(start).Round(100*time.Millisecond))
 	for _, f := range fixtures {
-		s.Remember(f.wire.secrets()...)
-		s.Remember(f.Password)
+		h.s.Remember(f.wire.secrets()...)
+		h.s.Remember(f.Password)
 	}
-	s.ScanForSecrets(ctx)
+	return time.Since(start)
 }
 
 // createLink is POST /v1/links for one of the variants' links.
