@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/iprange"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -39,13 +41,15 @@ const (
 const webhookTimeout = 10 * time.Second
 
 // errBlockedAddress refuses a webhook connection to an internal address.
-var errBlockedAddress = errors.New("the webhook's address is internal (loopback, private or link-local)")
+var errBlockedAddress = errors.New("the webhook's address is internal (a special-purpose range: loopback, private, link-local, shared, reserved, ...)")
 
 // newWebhookClient makes the client that delivers webhooks. It never
 // follows redirects: the configured URL is the one the tenant vouched
 // for, and a 3xx is retried like any other non-2xx answer. Unless
-// allowInternal, it refuses to connect to loopback, private, link-local
-// and unspecified addresses, checked on the address actually dialled (so
+// allowInternal, it refuses to connect to any special-purpose address
+// (iprange: loopback, private, link-local, carrier-grade NAT, reserved,
+// the IPv6 prefixes that translate to them), checked on the address
+// actually dialled (so
 // DNS cannot smuggle one in): a tenant's webhook must not become a way
 // into the network Tokenwarden runs in.
 func newWebhookClient(allowInternal bool) *http.Client {
@@ -56,9 +60,8 @@ func newWebhookClient(allowInternal bool) *http.Client {
 			if err != nil {
 				return err
 			}
-			ip := net.ParseIP(host)
-			if ip == nil || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-				ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+			ip, err := netip.ParseAddr(host)
+			if err != nil || iprange.SpecialPurpose(ip) {
 				return errBlockedAddress
 			}
 			return nil

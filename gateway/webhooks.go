@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tokenwarden/tokenwarden/internal/iprange"
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -72,6 +74,9 @@ func validWebhook(req *webhookRequest) error {
 	if u.Fragment != "" || strings.Contains(req.URL, "#") {
 		return errBadRequest(`"url" must not have a fragment`)
 	}
+	if internalHost(u.Hostname()) {
+		return errBadRequest(`"url" names an internal address (a special-purpose IP range or a cloud metadata name); webhooks go to public servers`)
+	}
 	switch strings.ToLower(u.Scheme) {
 	case "https":
 	case "http":
@@ -94,6 +99,21 @@ func validWebhook(req *webhookRequest) error {
 		seen[e] = true
 	}
 	return nil
+}
+
+// internalHost reports what registration can judge of a webhook host
+// without resolving it: an IP literal in a special-purpose range (other
+// than loopback, kept for development: deliveries to it are refused at
+// dial time unless the worker allows internal addresses) or a cloud
+// metadata name. Names that resolve to such addresses are refused when a
+// delivery dials them.
+func internalHost(host string) bool {
+	h := strings.TrimSuffix(strings.ToLower(host), ".")
+	if h == "metadata" || h == "metadata.google.internal" || strings.HasSuffix(h, ".internal") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(h, "[]"))
+	return err == nil && !ip.Unmap().IsLoopback() && iprange.SpecialPurpose(ip)
 }
 
 func isLoopback(host string) bool {

@@ -26,6 +26,14 @@ func TestValidWebhook(t *testing.T) {
 		{"https://" + strings.Repeat("a", 2000) + ".example/", nil, false},
 		{"https://hooks.example/", []string{"link.refreshed"}, false},
 		{"https://hooks.example/", []string{"link.active", "link.active"}, false},
+		// What the probe registered: internal targets over https.
+		{"https://169.254.169.254/latest/meta-data", nil, false},
+		{"https://10.0.0.1/", nil, false},
+		{"https://100.64.0.1/", nil, false},
+		{"https://[fd00::1]/", nil, false},
+		{"https://[::ffff:10.0.0.1]/", nil, false},
+		{"https://metadata.google.internal/computeMetadata/v1/", nil, false},
+		{"https://93.184.215.14/hook", nil, true},
 	} {
 		err := validWebhook(&webhookRequest{URL: tc.url, Events: tc.events})
 		if (err == nil) != tc.ok {
