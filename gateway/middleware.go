@@ -25,6 +25,7 @@ const (
 	ctxRequestID = "tokenwarden.request_id"
 	ctxTenant    = "tokenwarden.tenant"
 	ctxKeyID     = "tokenwarden.key_id"
+	ctxKeyRate   = "tokenwarden.key_rate"
 
 	// apiKeyCacheTTL is how long a successful key lookup is trusted: a
 	// revoked key keeps working on a replica for up to this long, the
@@ -192,6 +193,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	c.Set(ctxTenant, k.TenantID)
 	c.Set(ctxKeyID, k.ID)
+	c.Set(ctxKeyRate, k.RateLimit)
 	c.Next()
 }
 
@@ -400,7 +402,7 @@ func (kc *keyCache) put(sum [32]byte, k store.APIKey, now time.Time) {
 
 // rateLimit applies the per-key token bucket.
 func (s *Server) rateLimit(c *gin.Context) {
-	lim := s.limits.get(c.GetString(ctxKeyID))
+	lim := s.limits.get(c.GetString(ctxKeyID), c.GetFloat64(ctxKeyRate))
 	r := lim.Reserve()
 	if d := r.Delay(); d > 0 || !r.OK() {
 		r.Cancel()
@@ -429,13 +431,23 @@ func newLimiters(limit rate.Limit, burst int) *limiters {
 	return &limiters{limit: limit, burst: burst, byKey: make(map[string]*rate.Limiter)}
 }
 
-func (l *limiters) get(keyID string) *rate.Limiter {
+// get is the key's bucket; perSecond, when positive, is the key's own
+// rate (stored with the key), its burst twice that.
+func (l *limiters) get(keyID string, perSecond float64) *rate.Limiter {
+	limit, burst := l.limit, l.burst
+	if perSecond > 0 {
+		limit, burst = rate.Limit(perSecond), max(1, int(math.Ceil(2*perSecond)))
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim, ok := l.byKey[keyID]
 	if !ok {
-		lim = rate.NewLimiter(l.limit, l.burst)
+		lim = rate.NewLimiter(limit, burst)
 		l.byKey[keyID] = lim
+	} else if lim.Limit() != limit {
+		// The key's rate changed (cached keys are reread every 30 s).
+		lim.SetLimit(limit)
+		lim.SetBurst(burst)
 	}
 	return lim
 }

@@ -173,6 +173,20 @@ func TestRateLimit(t *testing.T) {
 	assert.NotEmpty(t, a.Header.Get("Retry-After"))
 }
 
+// TestRateLimitPerKey: a key with its own rate (apikey create --rate) is
+// limited by it, other keys by the gateway's default.
+func TestRateLimitPerKey(t *testing.T) {
+	s := newUnitServer(t, Config{RateLimit: 1000, RateBurst: 1000})
+	s.store.(*memStore).keys["tw_slow_key"] = store.APIKey{ID: "key_slow", TenantID: "t1", RateLimit: 0.001}
+	require.Equal(t, 200, do(s.Handler(), "GET", "/v1/providers", "tw_slow_key", nil).Code, "burst of one")
+	a := do(s.Handler(), "GET", "/v1/providers", "tw_slow_key", nil)
+	assert.Equal(t, 429, a.Code, "the key's own rate")
+	assert.NotEmpty(t, a.Header.Get("Retry-After"))
+	for range 5 {
+		require.Equal(t, 200, do(s.Handler(), "GET", "/v1/providers", unitKey, nil).Code, "the default rate")
+	}
+}
+
 func TestRecoveryHidesPanic(t *testing.T) {
 	s := newUnitServer(t, Config{})
 	s.engine.GET("/boom", func(*gin.Context) { panic("secret detail tw_abc") })

@@ -21,7 +21,7 @@ const defaultDatabaseURL = "postgres://tokenwarden@127.0.0.1:5433/tokenwarden?ss
 const apikeyUsage = `Usage: tokenwarden apikey <command> [flags]
 
 Commands:
-  create  --tenant T --name N   make a key; it is printed once and cannot be shown again
+  create  --tenant T --name N [--rate R]   make a key (R requests/s of its own); it is printed once
   list    --tenant T            list the tenant's keys (never the keys themselves)
   revoke  --tenant T ID         revoke a key at once
 
@@ -117,6 +117,7 @@ func apikeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var d dbFlags
 	d.register(fs)
 	name := fs.String("name", "", "what the key is for, e.g. the calling service (required)")
+	perSecond := fs.Float64("rate", 0, "this key's requests per second, instead of the gateway's -rate-limit (0: the gateway's)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -126,6 +127,9 @@ func apikeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	if strings.TrimSpace(*name) == "" {
 		return errors.New("apikey create needs --name, e.g. --name billing-service")
+	}
+	if *perSecond < 0 {
+		return errors.New("apikey create: --rate must be a positive number of requests per second (or 0 for the gateway's default)")
 	}
 	st, closeDB, err := d.open(ctx)
 	if err != nil {
@@ -138,6 +142,12 @@ func apikeyCreate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	key, k, err := st.CreateAPIKey(ctx, d.tenant, *name)
 	if err != nil {
 		return dbError(err)
+	}
+	if *perSecond > 0 {
+		if err := st.SetAPIKeyRateLimit(ctx, d.tenant, k.ID, *perSecond); err != nil {
+			return dbError(err)
+		}
+		fmt.Fprintf(stderr, "the key may send %g requests per second\n", *perSecond)
 	}
 	// The key alone goes to stdout, so that KEY=$(tokenwarden apikey
 	// create ...) works; everything else to stderr.

@@ -60,6 +60,8 @@ type config struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxConnections    int
+	RateLimit         int
+	RateBurst         int
 
 	// envErr is an environment variable that did not parse.
 	envErr error
@@ -241,6 +243,10 @@ func (c *config) registerGateway(fs *flag.FlagSet) {
 		"body limit of /codec, which takes batches of payloads (TOKENWARDEN_CODEC_MAX_BODY_BYTES)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", env("TOKENWARDEN_METRICS_LISTEN", ""),
 		"serve /metrics on this address only, not on -listen (TOKENWARDEN_METRICS_LISTEN); TOKENWARDEN_METRICS_TOKEN sets a bearer token for it")
+	fs.IntVar(&c.RateLimit, "rate-limit", int(c.envInt("TOKENWARDEN_RATE_LIMIT", int64(gateway.DefaultRateLimit))),
+		"requests per second per API key, unless the key has its own (apikey create --rate) (TOKENWARDEN_RATE_LIMIT)")
+	fs.IntVar(&c.RateBurst, "rate-burst", int(c.envInt("TOKENWARDEN_RATE_BURST", gateway.DefaultRateBurst)),
+		"requests an API key may send at once above its rate (TOKENWARDEN_RATE_BURST)")
 	fs.DurationVar(&c.StatsInterval, "stats-interval", c.envDuration("TOKENWARDEN_STATS_INTERVAL", gateway.DefaultStatsInterval),
 		"how often the link and refresh counts of /metrics are read from PostgreSQL (TOKENWARDEN_STATS_INTERVAL)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.envDuration("TOKENWARDEN_READ_HEADER_TIMEOUT", defaultReadHeaderTimeout),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"golang.org/x/time/rate"
 	"io"
 	"log/slog"
 	"net"
@@ -157,6 +158,8 @@ func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, 
 		PublicURL:            cfg.publicURL(),
 		AllowedReturnOrigins: cfg.returnOrigins(),
 		StatsInterval:        cfg.StatsInterval,
+		RateLimit:            rate.Limit(cfg.RateLimit),
+		RateBurst:            cfg.RateBurst,
 		MetricsToken:         cfg.MetricsToken,
 		MetricsSeparate:      cfg.MetricsListen != "",
 	})

@@ -38,13 +38,16 @@ type APIKey struct {
 	CreatedAt  time.Time
 	RevokedAt  *time.Time
 	LastUsedAt *time.Time
+	// RateLimit overrides the gateway's requests per second for this key;
+	// zero keeps the gateway's default.
+	RateLimit float64
 }
 
-const apiKeyColumns = `id, tenant_id, name, prefix, created_at, revoked_at, last_used_at`
+const apiKeyColumns = `id, tenant_id, name, prefix, created_at, revoked_at, last_used_at, coalesce(rate_limit, 0)`
 
 func scanAPIKey(row pgx.Row, extra ...any) (APIKey, error) {
 	var k APIKey
-	dest := append([]any{&k.ID, &k.TenantID, &k.Name, &k.Prefix, &k.CreatedAt, &k.RevokedAt, &k.LastUsedAt}, extra...)
+	dest := append([]any{&k.ID, &k.TenantID, &k.Name, &k.Prefix, &k.CreatedAt, &k.RevokedAt, &k.LastUsedAt, &k.RateLimit}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return APIKey{}, err
 	}
@@ -77,6 +80,23 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string) (string
 		return "", APIKey{}, fmt.Errorf("store: create api key: %w", err)
 	}
 	return key, k, nil
+}
+
+// SetAPIKeyRateLimit sets a key's own request rate (per second); zero
+// returns it to the gateway's default.
+func (s *Store) SetAPIKeyRateLimit(ctx context.Context, tenantID, keyID string, perSecond float64) error {
+	var limit any
+	if perSecond > 0 {
+		limit = perSecond
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE api_keys SET rate_limit = $3 WHERE tenant_id = $1 AND id = $2`, tenantID, keyID, limit)
+	if err != nil {
+		return fmt.Errorf("store: set api key rate limit: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: set api key rate limit: key %s: %w", keyID, ErrNotFound)
+	}
+	return nil
 }
 
 // InsertAPIKeyHash registers an operator-chosen key (the bootstrap key from

@@ -97,3 +97,23 @@ func TestInsertAPIKeyHash(t *testing.T) {
 	_, err = s.LookupAPIKey(ctx, bootstrap)
 	require.ErrorIs(t, err, ErrNotFound)
 }
+
+// TestAPIKeyRateLimit: a key's own rate is stored with it and read back
+// by LookupAPIKey; zero returns it to the gateway's default.
+func TestAPIKeyRateLimit(t *testing.T) {
+	t.Parallel()
+	s, _ := testStore(t)
+	ctx := testCtx(t)
+	key, k, err := s.CreateAPIKey(ctx, DefaultTenantID, "rated")
+	require.NoError(t, err)
+	require.Zero(t, k.RateLimit)
+	require.NoError(t, s.SetAPIKeyRateLimit(ctx, DefaultTenantID, k.ID, 250))
+	got, err := s.LookupAPIKey(ctx, key)
+	require.NoError(t, err)
+	require.Equal(t, 250.0, got.RateLimit)
+	require.NoError(t, s.SetAPIKeyRateLimit(ctx, DefaultTenantID, k.ID, 0))
+	got, err = s.LookupAPIKey(ctx, key)
+	require.NoError(t, err)
+	require.Zero(t, got.RateLimit)
+	require.ErrorIs(t, s.SetAPIKeyRateLimit(ctx, "other", k.ID, 5), ErrNotFound)
+}
