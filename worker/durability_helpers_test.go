@@ -28,7 +28,6 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"github.com/tokenwarden/tokenwarden/internal/oidcpeer"
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
 	"github.com/tokenwarden/tokenwarden/worker"
@@ -259,24 +258,7 @@ func newEngineWithTap(t *testing.T, o oidcpeer.Options) (*engine, *httpTap) {
 // given as a YAML flow mapping.
 func newEngineWithSchedule(t *testing.T, o oidcpeer.Options, schedule string) *engine {
 	t.Helper()
-	peer := oidcpeer.StartT(t, o)
-	s := e2e.Start(t, e2e.Options{
-		NoWorker:     true,
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    auth_style: header
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    scopes: [openid, offline_access]
-    grants: [authorization_code]
-    auth_params: {prompt: consent}
-    schedule: %s
-`, peer.Issuer, peer.ClientID, schedule),
-	})
-	return &engine{Stack: s, t: t, peer: peer}
+	return newEngineScheduled(t, oidcpeer.StartT(t, o), "", schedule)
 }
 
 // isTokenPath reports whether r is a KV v2 request for a link's token.

@@ -131,6 +131,13 @@ func (c *callLog) spentInFlight(rt string, at []time.Time, grace time.Duration) 
 
 func newEngineAt(t *testing.T, peer *oidcpeer.Peer, extra string) *engine {
 	t.Helper()
+	return newEngineScheduled(t, peer, extra, "{min_margin: 1s, fraction: 0.2, jitter: 0.1, default_lifetime: 5s}")
+}
+
+// newEngineScheduled is newEngineAt with the peer's refresh schedule given
+// as a YAML flow mapping.
+func newEngineScheduled(t *testing.T, peer *oidcpeer.Peer, extra, schedule string) *engine {
+	t.Helper()
 	s := e2e.Start(t, e2e.Options{
 		NoWorker:     true,
 		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
@@ -144,8 +151,8 @@ func newEngineAt(t *testing.T, peer *oidcpeer.Peer, extra string) *engine {
     scopes: [openid, offline_access]
     grants: [authorization_code, client_credentials, device_code]
     auth_params: {prompt: consent}
-    schedule: {min_margin: 1s, fraction: 0.2, jitter: 0.1, default_lifetime: 5s}
-`, peer.Issuer, extra, peer.ClientID),
+    schedule: %s
+`, peer.Issuer, extra, peer.ClientID, schedule),
 	})
 	return &engine{Stack: s, t: t, peer: peer}
 }

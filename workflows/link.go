@@ -241,11 +241,7 @@ func (l *link) continueAsNew(ctx workflow.Context) error {
 			return nil
 		}
 	}
-	p := l.p
-	st := l.st
-	p.State = &st
-	l.carry(&p)
-	return workflow.NewContinueAsNewError(ctx, Link, p)
+	return l.nextRun(ctx)
 }
 
 // continueAsNewV0 is the boundary of runs that began before
@@ -262,9 +258,16 @@ func (l *link) continueAsNewV0(ctx workflow.Context) error {
 		return nil
 	}
 	l.flushRecords(ctx)
+	return l.nextRun(ctx)
+}
+
+// nextRun continues as new with the link's state and what this run could
+// not finish (nothing, once flushRecords has waited).
+func (l *link) nextRun(ctx workflow.Context) error {
 	p := l.p
 	st := l.st
 	p.State = &st
+	l.carry(&p)
 	return workflow.NewContinueAsNewError(ctx, Link, p)
 }
 

@@ -210,28 +210,14 @@ func runProvider(t *testing.T, sp spec) {
 	// The scenarios wait on timers and the network, not on the CPU: they
 	// run side by side in goroutines of their own (parallel subtests would
 	// queue behind -parallel), and report as subtests once all are done.
-	start := time.Now()
-	checks := make([]*check, len(scenarios))
-	var wg sync.WaitGroup
+	names := make([]string, len(scenarios))
+	runs := make([]func(*check, *harness, *fixture), len(scenarios))
+	fs := make([]*fixture, len(scenarios))
 	for i, sc := range scenarios {
-		c := &check{start: start}
-		checks[i] = c
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer c.finish()
-			sc.run(c, h, fixtures[sc.name])
-		}()
+		names[i], runs[i], fs[i] = sc.name, sc.run, fixtures[sc.name]
 	}
-	wg.Wait()
-	for i, sc := range scenarios {
-		t.Run(sc.name, checks[i].report)
-	}
-	t.Logf("%s: scenarios took %s", sp.Kind, time.Since(start).Round(100*time.Millisecond))
-	for _, f := range fixtures {
-		s.Remember(f.wire.secrets()...)
-		s.Remember(f.Password)
-	}
+	took := runConcurrently(t, h, names, runs, fs)
+	t.Logf("%s: scenarios took %s", sp.Kind, took.Round(100*time.Millisecond))
 	s.ScanForSecrets(ctx)
 }
 
