@@ -131,14 +131,7 @@ func privateStack(t *testing.T) *devstack.Stack {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	began := time.Now()
-	var err error
-	var st *devstack.Stack
-	for attempt := 0; attempt < 3; attempt++ { // a port picked free may be taken meanwhile
-		st, err = devstack.Start(ctx, devstack.Options{Dir: dir, BinDir: bin, Ports: testenv.FreePorts(t)})
-		if err == nil || !strings.Contains(err.Error(), "is taken") {
-			break
-		}
-	}
+	st, err := testenv.StartPrivate(t, ctx, devstack.Options{Dir: dir, BinDir: bin})
 	if err != nil {
 		t.Fatalf("private stack: %v", err)
 	}

@@ -162,7 +162,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	for name, port := range map[string]int{"temporal": o.Ports.Temporal, "temporal UI": o.Ports.TemporalUI, "vault": o.Ports.Vault, "postgres": o.Ports.Postgres} {
 		if err := portFree(port); err != nil {
-			return nil, fmt.Errorf("devstack: %s port %d is taken (another stack running? `make stop`): %w", name, port, err)
+			return nil, fmt.Errorf("devstack: %s port %d: %w (another stack running? `make stop`): %w", name, port, ErrPortTaken, err)
 		}
 	}
 	s.writeOwnerPID()
@@ -199,6 +199,9 @@ func (s *Stack) Info() Info {
 
 // Dir is the absolute state folder.
 func (s *Stack) Dir() string { return s.dir }
+
+// Ports are the ports the stack was started on.
+func (s *Stack) Ports() Ports { return s.opts.Ports }
 
 // Wait blocks until a service dies without being asked to (returning why)
 // or the stack is stopped (returning nil).
@@ -248,6 +251,10 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 }
 
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// ErrPortTaken is a port that another process holds, found before the
+// stack starts or from a child that could not bind it.
+var ErrPortTaken = errors.New("port is taken")
 
 func portFree(port int) error {
 	if port <= 0 {

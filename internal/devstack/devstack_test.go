@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,12 +28,12 @@ func (l testLog) Write(b []byte) (int, error) {
 
 func TestRestartsKeepVaultAndPostgresData(t *testing.T) {
 	bin := testenv.ToolBinDir(t)
-	opts := devstack.Options{Dir: testenv.StateDir(t), BinDir: bin, Ports: testenv.FreePorts(t), Log: testLog{t}}
+	opts := devstack.Options{Dir: testenv.StateDir(t), BinDir: bin, Log: testLog{t}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
 	began := time.Now()
-	stack, err := devstack.Start(ctx, opts)
+	stack, err := testenv.StartPrivate(t, ctx, opts)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -120,6 +121,7 @@ func TestRestartsKeepVaultAndPostgresData(t *testing.T) {
 	stopped = true
 
 	began = time.Now()
+	opts.Ports = stack.Ports()
 	again, err := devstack.Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("second start on the same folder: %v", err)
@@ -184,7 +186,7 @@ func TestStartReportsATakenPort(t *testing.T) {
 	ports := testenv.FreePorts(t)
 	ports.Vault = l.Addr().(*net.TCPAddr).Port
 	_, err = devstack.Start(context.Background(), devstack.Options{Dir: t.TempDir(), BinDir: t.TempDir(), Ports: ports})
-	if err == nil || !strings.Contains(err.Error(), "vault port") {
-		t.Fatalf("Start = %v, want an error naming the vault port", err)
+	if err == nil || !strings.Contains(err.Error(), "vault port") || !errors.Is(err, devstack.ErrPortTaken) {
+		t.Fatalf("Start = %v, want ErrPortTaken naming the vault port", err)
 	}
 }

@@ -116,7 +116,7 @@ func (p *process) waitReady(ctx context.Context, timeout time.Duration, check fu
 	var last error
 	for {
 		if gone, err := p.exited(); gone {
-			return fmt.Errorf("%s exited during startup (%v); see %s%s", p.name, err, p.logPath, logTail(p.logPath, 15))
+			return p.startupError(err)
 		}
 		attempt, cancelAttempt := context.WithTimeout(ctx, 3*time.Second)
 		last = check(attempt)
@@ -127,13 +127,26 @@ func (p *process) waitReady(ctx context.Context, timeout time.Duration, check fu
 		select {
 		case <-ctx.Done():
 			if gone, err := p.exited(); gone {
-				return fmt.Errorf("%s exited during startup (%v); see %s%s", p.name, err, p.logPath, logTail(p.logPath, 15))
+				return p.startupError(err)
 			}
 			return fmt.Errorf("%s not ready after %s (last error: %v); see %s%s", p.name, timeout, last, p.logPath, logTail(p.logPath, 15))
 		case <-p.done:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// startupError explains a child that died while starting. A port taken
+// between the caller picking it and the child binding it (or one the child
+// picked for itself: the Temporal dev server chooses its internal ports)
+// is ErrPortTaken, so that a caller with throwaway ports can pick others.
+func (p *process) startupError(exit error) error {
+	tail := logTail(p.logPath, 15)
+	err := fmt.Errorf("%s exited during startup (%v); see %s%s", p.name, exit, p.logPath, tail)
+	if strings.Contains(tail, "address already in use") {
+		return fmt.Errorf("%w: %w", ErrPortTaken, err)
+	}
+	return err
 }
 
 // logTail returns the last n lines of a log, indented, for error messages:

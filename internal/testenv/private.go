@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tokenwarden/tokenwarden/internal/devstack"
@@ -34,8 +37,29 @@ func ToolBinDir(t testing.TB) string {
 	return dir
 }
 
+// StartPrivate starts a stack on ports free right now. Another process
+// (another test's stack, whose Temporal dev server picks its internal ports
+// itself) may take one before the stack binds it; the stack then fails
+// with devstack.ErrPortTaken and is started again on other ports.
+func StartPrivate(t testing.TB, ctx context.Context, o devstack.Options) (*devstack.Stack, error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		o.Ports = FreePorts(t)
+		st, err := devstack.Start(ctx, o)
+		if err == nil || !errors.Is(err, devstack.ErrPortTaken) || attempt == 4 {
+			return st, err
+		}
+		t.Logf("private stack, attempt %d: %v; trying other ports", attempt, firstLine(err))
+	}
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
 // FreePorts picks four ports free right now. Another process may take one
-// before the stack binds it; callers that care retry on "is taken".
+// before the stack binds it: StartPrivate retries.
 func FreePorts(t testing.TB) devstack.Ports {
 	t.Helper()
 	var ports [4]int
