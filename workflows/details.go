@@ -66,6 +66,29 @@ func operatorAction(st Status) string {
 	return ""
 }
 
+// withSummary labels the activity started with the returned context in
+// the Temporal UI's timeline: a name like "Refresh" says what ran, the
+// summary says for which provider and why.
+func withSummary(ctx workflow.Context, summary string) workflow.Context {
+	o := workflow.GetActivityOptions(ctx)
+	o.Summary = summary
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+// refreshSummary says why this refresh runs.
+func (l *link) refreshSummary() string {
+	why := "token expires " + clock(l.st.ExpiresAt)
+	switch {
+	case len(l.waiters) > 0:
+		why = "forced by a request"
+	case l.st.Status == StatusDegraded:
+		why = fmt.Sprintf("retry after %d failed attempts: %s", l.st.Failures, l.st.LastError)
+	case l.st.ExpiresAt.IsZero():
+		why = "no expiry known"
+	}
+	return fmt.Sprintf("refresh at %s (%s)", l.p.Provider, why)
+}
+
 func clock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }
 
 // StaticSummary is the one line the Temporal UI shows for a link's

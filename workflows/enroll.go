@@ -149,6 +149,7 @@ func (l *link) exchange(ctx workflow.Context, name string, window time.Duration,
 		opts.RetryPolicy.MaximumAttempts = 0
 		opts.ScheduleToCloseTimeout = max(window, time.Minute)
 	}
+	opts.Summary = fmt.Sprintf("%s at %s (%s grant)", name, l.p.Provider, l.p.GrantType)
 	actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, opts))
 	f := workflow.ExecuteActivity(actx, name, l.ref())
 	if !l.awaitActivity(ctx, f, cancel) {

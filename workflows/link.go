@@ -349,7 +349,7 @@ func (l *link) needReauth(ctx workflow.Context, event string) {
 	// the clearing goes on.
 	l.suspending = true
 	defer func() { l.suspending = false }()
-	actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, untilDone(ctx)))
+	actx, cancel := workflow.WithCancel(withSummary(workflow.WithActivityOptions(ctx, untilDone(ctx)), suspendSummary))
 	f := workflow.ExecuteActivity(actx, ActivitySuspend, l.ref())
 	l.awaitActivityFor(ctx, f, suspendGrace)
 	l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
@@ -364,6 +364,8 @@ func (l *link) needReauth(ctx workflow.Context, event string) {
 // suspendGrace is how long a suspend may take before the link's
 // reauth_required status is recorded without it.
 const suspendGrace = 30 * time.Second
+
+const suspendSummary = "suspend: clear the access token of a dead grant"
 
 // awaitActivityFor waits for f while receiving messages, for at most d or
 // until the link is revoked or its workflow cancelled.
@@ -387,7 +389,7 @@ func (l *link) suspendOnce(ctx workflow.Context) {
 	if workflow.GetVersion(ctx, "suspend-on-reauth", workflow.DefaultVersion, 1) < 1 {
 		return
 	}
-	if err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivitySuspend, l.ref()).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(l.activityCtx(ctx), suspendSummary), ActivitySuspend, l.ref()).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("could not suspend the access token", "link", l.p.LinkID, "error", err)
 	}
 }
@@ -430,6 +432,7 @@ func (l *link) revoke(ctx workflow.Context) error {
 	} else {
 		opts = untilDone(ctx)
 	}
+	opts.Summary = fmt.Sprintf("revoke at %s and wipe the tokens", l.p.Provider)
 	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), ActivityRevoke, l.ref()).Get(ctx, nil)
 	if err != nil {
 		// Only a permanent failure comes back (e.g. Vault denied the

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -38,7 +39,8 @@ var recordOptions = workflow.ActivityOptions{
 
 // record writes t to the audit trail in the background.
 func (l *link) record(ctx workflow.Context, t Transition) {
-	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, recordOptions), ActivityRecord, t)
+	f := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
+		fmt.Sprintf("audit: record %s (seq %d)", t.Type, t.Seq)), ActivityRecord, t)
 	l.unrecorded = append(l.unrecorded, t)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		if f.Get(ctx, nil) == nil {
@@ -50,7 +52,8 @@ func (l *link) record(ctx workflow.Context, t Transition) {
 // recordBatch writes ts to the audit trail in the background, in one
 // activity.
 func (l *link) recordBatch(ctx workflow.Context, ts []Transition) {
-	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, recordOptions), ActivityRecordBatch, ts)
+	f := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
+		fmt.Sprintf("audit: record %d transitions carried from the previous run", len(ts))), ActivityRecordBatch, ts)
 	l.unrecorded = append(l.unrecorded, ts...)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		if f.Get(ctx, nil) == nil {

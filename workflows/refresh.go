@@ -42,7 +42,7 @@ func (l *link) refresh(ctx workflow.Context) {
 	}
 
 	var info TokenInfo
-	err := workflow.ExecuteActivity(l.activityCtx(ctx), ActivityRefresh, in).Get(ctx, &info)
+	err := workflow.ExecuteActivity(withSummary(l.activityCtx(ctx), l.refreshSummary()), ActivityRefresh, in).Get(ctx, &info)
 	l.cycles++
 	defer func() { l.settleWaiters(attempt, err) }()
 	if err == nil {

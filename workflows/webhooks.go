@@ -126,7 +126,7 @@ func (l *link) webhook(ctx workflow.Context, t Transition) {
 		Data: WebhookData{LinkID: t.LinkID, TenantID: t.TenantID, Provider: t.Provider,
 			Status: t.To, LastError: t.State.LastError},
 	}
-	check := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, recordOptions), ActivityWebhookSubscribed,
+	check := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions), "webhook: does the tenant want "+typ+"?"), ActivityWebhookSubscribed,
 		WebhookCheck{TenantID: t.TenantID, Type: typ})
 	// Until the check answers, the event is carried across a run boundary
 	// (see records.go); once the child is being started, the boundary
@@ -170,7 +170,7 @@ func WebhookDelivery(ctx workflow.Context, ev WebhookEvent) error {
 			NonRetryableErrorTypes: []string{ErrTypeWebhookGone},
 		},
 	})
-	err := workflow.ExecuteActivity(actx, ActivityDeliverWebhook, ev).Get(ctx, nil)
+	err := workflow.ExecuteActivity(withSummary(actx, "deliver "+ev.Type+" of link "+ev.Data.LinkID), ActivityDeliverWebhook, ev).Get(ctx, nil)
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == ErrTypeWebhookGone {
 		workflow.GetLogger(ctx).Info("webhook receiver answered 410 Gone; event dropped", "event", ev.ID, "type", ev.Type)
