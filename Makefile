@@ -4,7 +4,7 @@
 GO ?= go
 OIDC_PEER := deployments/dev/oidc-peer
 
-.PHONY: dev test stop reset vet fmt tools oidc-peer-deps
+.PHONY: dev test stop reset vet fmt tools oidc-peer-deps browser-deps
 
 ## dev: run Temporal, Vault and Postgres in .dev plus the engine, in the foreground
 dev: tools oidc-peer-deps
@@ -14,7 +14,7 @@ dev: tools oidc-peer-deps
 	  TOKENWARDEN_BIN=$$bin exec bin/tokenwarden dev
 
 ## test: vet, gofmt, staticcheck, the file-size check and all tests against a throwaway stack in .test-stack
-test: tools oidc-peer-deps
+test: tools oidc-peer-deps browser-deps
 	@deployments/dev/test.sh
 
 ## tools: build (first run only) the Temporal CLI, Vault and staticcheck
@@ -26,6 +26,13 @@ oidc-peer-deps:
 	@if [ -f $(OIDC_PEER)/package.json ] && [ ! -d $(OIDC_PEER)/node_modules ]; then \
 	  echo "npm: installing $(OIDC_PEER) dependencies"; \
 	  npm install --no-audit --no-fund --prefix $(OIDC_PEER); \
+	fi
+
+## browser-deps: install playwright-core for the browser tests (internal/browser) if missing
+browser-deps:
+	@if [ ! -d internal/browser/node_modules ]; then \
+	  echo "npm: installing internal/browser dependencies (playwright-core)"; \
+	  npm install --no-audit --no-fund --prefix internal/browser; \
 	fi
 
 ## stop: stop a dev or test stack left running in the background

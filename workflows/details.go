@@ -23,7 +23,7 @@ func (l *link) showDetails(ctx workflow.Context) {
 	if !l.st.NextRefreshAt.IsZero() {
 		fmt.Fprintf(&b, "- next: %s\n", l.nextStep())
 	}
-	fmt.Fprintf(&b, "- %d refreshes, run %d\n", l.st.Refreshes, l.st.Runs+1)
+	fmt.Fprintf(&b, "- %s, run %d\n", plural(l.st.Refreshes, "refresh", "refreshes"), l.st.Runs+1)
 	if l.st.LastError != "" {
 		fmt.Fprintf(&b, "- last error: %s\n", l.st.LastError)
 	}
@@ -87,6 +87,13 @@ func (l *link) refreshSummary() string {
 		why = "no expiry known"
 	}
 	return fmt.Sprintf("refresh at %s (%s)", l.p.Provider, why)
+}
+
+func plural[N int | int64](n N, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func clock(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05Z") }

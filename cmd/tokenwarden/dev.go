@@ -190,6 +190,8 @@ Ctrl-C stops everything; state stays in %[6]s (make reset deletes it).
 `, gatewayURL, info.TemporalUIURL, info.TemporalNamespace, info.TemporalAddress, info.VaultAddress, *dir,
 		info.PostgresURL, peer.Issuer, apiKey, simPorts.Norman, simPorts.Demobank)
 
+	printViews(stdout, info.TemporalUIURL, info.TemporalNamespace, time.Now())
+
 	go seedDemo(runCtx, gatewayURL, apiKey, logger)
 
 	select {

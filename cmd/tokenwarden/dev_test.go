@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/browser"
 	"github.com/tokenwarden/tokenwarden/internal/testenv"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -110,7 +112,7 @@ func TestDevStack(t *testing.T) {
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	var links struct {
-		Links []struct{ Provider, Status, LastError string } `json:"links"`
+		Links []struct{ ID, Provider, Status, LastError string } `json:"links"`
 	}
 	for {
 		links.Links = nil
@@ -128,6 +130,13 @@ func TestDevStack(t *testing.T) {
 			t.Fatalf("demo links not all active after 90 s: %+v", links.Links)
 		}
 		time.Sleep(time.Second)
+	}
+
+	uiViewsWork(t, ui)
+	for _, l := range links.Links {
+		if l.Provider == "oidc-peer" {
+			uiShowsLifecycle(t, ui, l.ID)
+		}
 	}
 
 	// Ctrl-C stops everything: the process exits cleanly and every port
@@ -151,6 +160,48 @@ func TestDevStack(t *testing.T) {
 			c.Close()
 			t.Errorf("%s still answers after Ctrl-C", addr)
 		}
+	}
+}
+
+// uiViewsWork runs each saved view's query through the Temporal UI's API:
+// each parses, and on the demo links (all active, one per provider) the
+// views find what they should.
+func uiViewsWork(t *testing.T, ui string) {
+	t.Helper()
+	want := map[string]int{"needs re-authorization": 0, "degraded": 0, "one provider": 1, "next refresh overdue": 0}
+	for _, v := range savedViews(time.Now(), "finapi") {
+		var list struct {
+			Executions []any `json:"executions"`
+		}
+		u := ui + "/api/v1/namespaces/tokenwarden/workflows?query=" + url.QueryEscape(v.Query)
+		if code := getJSON(t, u, "", &list); code != http.StatusOK {
+			t.Errorf("view %q: the Temporal UI answered HTTP %d to %s", v.Name, code, v.Query)
+			continue
+		}
+		if len(list.Executions) != want[v.Name] {
+			t.Errorf("view %q lists %d demo links, want %d", v.Name, len(list.Executions), want[v.Name])
+		}
+	}
+}
+
+// uiShowsLifecycle opens a demo link's page in the Temporal UI in a real
+// browser, as an operator would, and finds without any query what the link
+// is (static summary), where it stands and what happens next (current
+// details), and why each timer and activity ran (their summaries), all
+// decoded through the gateway's codec endpoint. The screenshots stay in
+// .test-artifacts/browser (README's Operating section shows them).
+func uiShowsLifecycle(t *testing.T, ui, linkID string) {
+	t.Helper()
+	page := ui + "/namespaces/tokenwarden/workflows/" + url.PathEscape(workflows.WorkflowID("default", linkID))
+	res := browser.Walk(t, page, browser.ArtifactsDir(t, "browser"), 90*time.Second,
+		browser.Step{Expect: []string{"sleep until refresh at", "refresh at oidc-peer (token expires", "Enroll at oidc-peer"},
+			Screenshot: "temporal-ui-timeline.png"},
+		browser.Step{Click: "User Metadata",
+			Expect:     []string{"oidc-peer link " + linkID + " of client_credentials", "next: refresh at", ", run 1"},
+			Screenshot: "temporal-ui-details.png"},
+	)
+	if !res.OK {
+		t.Errorf("Temporal UI page of %s, step %d: missing %q %s (screenshots in .test-artifacts/browser)", linkID, res.Step, res.Missing, res.Error)
 	}
 }
 

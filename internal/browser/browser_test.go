@@ -1,0 +1,45 @@
+package browser_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/browser"
+)
+
+// The walker finds text in the page and in its frames (where the Temporal
+// UI renders markdown), clicks, takes screenshots, and reports a text that
+// is not there: a browser check can fail.
+func TestWalkSeesFramesAndReportsWhatIsMissing(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		_, _ = w.Write([]byte(`<!doctype html><title>t</title><p>on the page</p>
+<button onclick="document.getElementById('late').textContent='after the click'">Show more</button>
+<p id="late"></p><iframe srcdoc="<p>inside a frame</p>"></iframe>`))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	out := t.TempDir()
+
+	res := browser.Walk(t, srv.URL, out, 10*time.Second,
+		browser.Step{Expect: []string{"on the page", "inside a frame"}, Screenshot: "page.png"},
+		browser.Step{Click: "Show more", Expect: []string{"after the click"}},
+	)
+	if !res.OK {
+		t.Fatalf("walk: %+v", res)
+	}
+	if _, err := os.Stat(filepath.Join(out, "page.png")); err != nil {
+		t.Fatalf("no screenshot: %v", err)
+	}
+
+	res = browser.Walk(t, srv.URL, out, 2*time.Second, browser.Step{Expect: []string{"on the page", "never there"}})
+	if res.OK || res.Step != 0 || !slices.Equal(res.Missing, []string{"never there"}) {
+		t.Fatalf("walk of a missing text = %+v, want step 0 missing [never there]", res)
+	}
+}
