@@ -129,6 +129,33 @@ type Webhook struct {
 	Secret    string    `json:"secret,omitempty"`
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+
+	// LastDelivery is how the latest delivery attempt to the current
+	// URL ended; nil before the first (and after the URL is replaced).
+	// When events do not arrive, its Problem says why.
+	LastDelivery *WebhookDelivery `json:"last_delivery,omitempty"`
+	// LastSuccessAt is when an event last reached the current URL; zero
+	// if none has.
+	LastSuccessAt time.Time `json:"last_success_at,omitzero"`
+	// FailuresSinceLastSuccess counts the delivery attempts (each retry
+	// counts) that did not deliver since the last one that did.
+	FailuresSinceLastSuccess int `json:"failures_since_last_success,omitempty"`
+}
+
+// WebhookDelivery is how one webhook delivery attempt ended.
+type WebhookDelivery struct {
+	At time.Time `json:"at"`
+	// Event is the event's type (EventLinkActive, ...), EventID its ID.
+	Event   string `json:"event"`
+	EventID string `json:"event_id"`
+	// OK: the receiver answered 2xx.
+	OK bool `json:"ok"`
+	// Retrying: the event will be tried again; false once delivered or
+	// dropped (an internal address, 410 Gone, retries used up).
+	Retrying bool `json:"retrying"`
+	// Problem is why the attempt did not deliver, in plain words; ""
+	// when it did.
+	Problem string `json:"problem,omitempty"`
 }
 
 // SetWebhook creates or replaces the tenant's webhook. events lists the

@@ -1,13 +1,18 @@
 package tokenwarden
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func sign(secret string, t time.Time, body string) string {
@@ -44,6 +49,37 @@ func TestVerifyWebhook(t *testing.T) {
 			if !tc.ok && !errors.Is(err, ErrWebhookSignature) {
 				t.Fatalf("accepted or wrong error: %v", err)
 			}
+		})
+	}
+}
+
+func TestGetWebhookDeliveryStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       Webhook
+	}{
+		{"nothing attempted", `{"url":"https://hooks.example/","events":[],"created_at":"2030-01-01T00:00:00Z","updated_at":"2030-01-01T00:00:00Z",
+			"last_delivery":null,"last_success_at":null,"failures_since_last_success":0}`,
+			Webhook{URL: "https://hooks.example/", Events: []string{}, CreatedAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		{"refused", `{"url":"https://hooks.example/","events":["link.active"],"created_at":"2030-01-01T00:00:00Z","updated_at":"2030-01-01T00:00:00Z",
+			"last_delivery":{"at":"2030-01-02T00:00:00Z","event":"link.active","event_id":"evt_1","ok":false,"retrying":false,"problem":"refused: internal address"},
+			"last_success_at":"2030-01-01T12:00:00Z","failures_since_last_success":3}`,
+			Webhook{URL: "https://hooks.example/", Events: []string{EventLinkActive}, CreatedAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), UpdatedAt: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC),
+				LastDelivery:  &WebhookDelivery{At: time.Date(2030, 1, 2, 0, 0, 0, 0, time.UTC), Event: EventLinkActive, EventID: "evt_1", Problem: "refused: internal address"},
+				LastSuccessAt: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC), FailuresSinceLastSuccess: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGateway(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method != http.MethodGet || r.URL.Path != "/v1/webhook" {
+					writeError(w, http.StatusNotFound, "not_found", "no route")
+					return
+				}
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, tc.body)
+			})
+			got, err := g.client().GetWebhook(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, tc.want, *got)
 		})
 	}
 }

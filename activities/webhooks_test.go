@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/testsuite"
@@ -70,16 +71,17 @@ func (r *receiver) deliveries() []delivery {
 }
 
 type hookEnv struct {
-	st  *store.Store
-	sec *secrets.Store
-	a   *activities.Activities
+	pool *pgxpool.Pool
+	st   *store.Store
+	sec  *secrets.Store
+	a    *activities.Activities
 }
 
 func newHookEnv(t *testing.T) *hookEnv {
 	pool, _ := testenv.Postgres(t)
 	require.NoError(t, store.Migrate(context.Background(), pool))
 	vc, prefix := testenv.Vault(t)
-	e := &hookEnv{st: store.New(pool), sec: secrets.New(vc, testenv.StackInfo(t).VaultMount, prefix)}
+	e := &hookEnv{pool: pool, st: store.New(pool), sec: secrets.New(vc, testenv.StackInfo(t).VaultMount, prefix)}
 	e.a = &activities.Activities{Store: e.st, Secrets: e.sec, WebhooksToInternal: true}
 	return e
 }
@@ -194,4 +196,107 @@ func TestDeliverWebhookRefusesInternalAddresses(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "internal")
 	require.Empty(t, r.deliveries(), "nothing reached the internal address")
+}
+
+// TestDeliverWebhookRecordsHowDeliveriesEnd: after each attempt the
+// tenant's webhook row says how it ended, in plain words, so that GET
+// /v1/webhook can tell a tenant why nothing arrives.
+func TestDeliverWebhookRecordsHowDeliveriesEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// receiver answers these statuses (then 200); tls serves it
+		// with a certificate the client does not trust; internal
+		// refuses internal addresses as production does.
+		statuses []int
+		tls      bool
+		internal bool
+
+		ok          bool
+		retrying    bool
+		problem     []string
+		minFailures int
+	}{
+		{name: "delivered after a failure", statuses: []int{503}, ok: true},
+		{name: "410 Gone", statuses: []int{http.StatusGone},
+			problem: []string{"HTTP 410 Gone", "event is dropped"}, minFailures: 1},
+		{name: "internal address", internal: true,
+			problem: []string{"refused", "internal address", "public addresses only"}, minFailures: 1},
+		// (The test environment tells the activity no retry policy, so
+		// the last attempt cannot say it was the last: noRetryLeft's
+		// own test covers that.)
+		{name: "TLS failure on every attempt", tls: true, retrying: true,
+			problem: []string{"TLS: the receiver's certificate was not accepted", "unknown authority", "retrying with backoff"}, minFailures: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newHookEnv(t)
+			e.a.WebhooksToInternal = !tc.internal
+			r := newReceiver(t, tc.statuses...)
+			if tc.tls {
+				r.srv.Close()
+				r.srv = httptest.NewTLSServer(r.srv.Config.Handler)
+				t.Cleanup(r.srv.Close)
+			}
+			// The query stands for a receiver's own token: never shown.
+			e.configure(t, r.srv.URL+"/hooks?token=receiver-token-42", "whsec_status-test")
+			var midway *store.WebhookDelivery
+			r.onRequest = func(n int) {
+				if n == 2 {
+					w, err := e.st.GetWebhook(context.Background(), tenant)
+					require.NoError(t, err)
+					midway = &w.Delivery
+				}
+			}
+			err := e.deliver(t, event())
+			if tc.tls {
+				require.Error(t, err, "the retries ran out")
+			}
+
+			w, err := e.st.GetWebhook(context.Background(), tenant)
+			require.NoError(t, err)
+			d := w.Delivery
+			require.NotNil(t, d.Last, "the attempt was recorded")
+			require.Equal(t, event().ID, d.Last.EventID)
+			require.Equal(t, "link.revoked", d.Last.EventType)
+			require.WithinDuration(t, time.Now(), d.Last.At, time.Minute)
+			require.Equal(t, tc.ok, d.Last.OK, d.Last.Problem)
+			require.Equal(t, tc.retrying, d.Last.Retrying, d.Last.Problem)
+			for _, want := range tc.problem {
+				require.Contains(t, d.Last.Problem, want)
+			}
+			require.NotContains(t, d.Last.Problem, "receiver-token-42", "the URL's query is never shown")
+			require.NotContains(t, d.Last.Problem, "/hooks", "nor its path")
+			if tc.ok {
+				require.Empty(t, d.Last.Problem)
+				require.NotNil(t, d.LastSuccessAt)
+				require.Zero(t, d.FailuresSinceSuccess)
+				require.NotNil(t, midway, "a second attempt was made")
+				require.Equal(t, 1, midway.FailuresSinceSuccess, "the failed first attempt was counted")
+				require.True(t, midway.Last.Retrying)
+				require.Contains(t, midway.Last.Problem, "HTTP 503 Service Unavailable")
+				require.Contains(t, midway.Last.Problem, "retrying with backoff")
+			} else {
+				require.Nil(t, d.LastSuccessAt)
+				require.GreaterOrEqual(t, d.FailuresSinceSuccess, tc.minFailures)
+			}
+		})
+	}
+}
+
+// TestDeliverWebhookStatusIsBestEffort: a status that cannot be written
+// (here a trigger makes PostgreSQL refuse every update of the webhook
+// row) neither fails a delivery nor adds a retry.
+func TestDeliverWebhookStatusIsBestEffort(t *testing.T) {
+	e := newHookEnv(t)
+	r := newReceiver(t, 500)
+	e.configure(t, r.srv.URL, "whsec_best-effort")
+	_, err := e.pool.Exec(context.Background(), `
+		CREATE FUNCTION refuse_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$;
+		CREATE TRIGGER refuse_update BEFORE UPDATE ON webhooks FOR EACH ROW EXECUTE FUNCTION refuse_update();`)
+	require.NoError(t, err)
+
+	require.NoError(t, e.deliver(t, event()))
+	require.Len(t, r.deliveries(), 2, "one failure, one delivery: the status writes added no retry")
+	w, err := e.st.GetWebhook(context.Background(), tenant)
+	require.NoError(t, err)
+	require.Nil(t, w.Delivery.Last, "nothing could be recorded")
 }

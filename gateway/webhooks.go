@@ -33,18 +33,46 @@ type webhookRequest struct {
 
 // webhookView is a webhook as the API shows it. Secret is set only in the
 // answer that created the secret (creation, rotation): it is shown once.
+// The delivery fields say how deliveries to the current URL have been
+// going, so that a tenant can see why nothing arrives.
 type webhookView struct {
 	URL       string    `json:"url"`
 	Events    []string  `json:"events"`
 	Secret    string    `json:"secret,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// LastDelivery is the latest attempt; null before the first.
+	LastDelivery             *deliveryView `json:"last_delivery"`
+	LastSuccessAt            *time.Time    `json:"last_success_at"`
+	FailuresSinceLastSuccess int           `json:"failures_since_last_success"`
 }
 
+// deliveryView is how one delivery attempt ended.
+type deliveryView struct {
+	At       time.Time `json:"at"`
+	Event    string    `json:"event"`
+	EventID  string    `json:"event_id"`
+	OK       bool      `json:"ok"`
+	Retrying bool      `json:"retrying"`
+	// Problem is why it did not deliver; "" when it did.
+	Problem string `json:"problem"`
+}
+
+// maxDeliveryProblemLen bounds a delivery problem as the API shows it
+// (the column's own cap).
+const maxDeliveryProblemLen = 300
+
 func webhookViewOf(w store.Webhook) webhookView {
-	v := webhookView{URL: w.URL, Events: w.Events, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
+	v := webhookView{URL: w.URL, Events: w.Events, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt,
+		LastSuccessAt: w.Delivery.LastSuccessAt, FailuresSinceLastSuccess: w.Delivery.FailuresSinceSuccess}
 	if v.Events == nil {
 		v.Events = []string{}
+	}
+	if l := w.Delivery.Last; l != nil {
+		// The worker writes plain text already; cleaned again on the
+		// way out, as last_error is, whatever wrote the row.
+		v.LastDelivery = &deliveryView{At: l.At, Event: l.EventType, EventID: l.EventID, OK: l.OK, Retrying: l.Retrying,
+			Problem: providerText(l.Problem, maxDeliveryProblemLen)}
 	}
 	return v
 }

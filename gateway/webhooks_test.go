@@ -1,8 +1,12 @@
 package gateway
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
 func TestValidWebhook(t *testing.T) {
@@ -41,6 +45,37 @@ func TestValidWebhook(t *testing.T) {
 		}
 		if err != nil && tc.url != "" && strings.Contains(err.Error(), tc.url) {
 			t.Errorf("%.60q: the error echoes the URL", tc.url)
+		}
+	}
+}
+
+// The delivery status as GET /v1/webhook shows it: null before the first
+// attempt, and a problem kept to printable text however the row was
+// written.
+func TestWebhookViewDeliveryStatus(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		d    store.WebhookDelivery
+		want string
+	}{
+		{"nothing attempted", store.WebhookDelivery{},
+			`"last_delivery":null,"last_success_at":null,"failures_since_last_success":0`},
+		{"refused", store.WebhookDelivery{FailuresSinceSuccess: 2, Last: &store.DeliveryAttempt{At: at, EventID: "evt_1",
+			EventType: "link.active", Problem: "refused:\x1b[2J internal\r\naddress"}},
+			`"last_delivery":{"at":"2030-01-02T03:04:05Z","event":"link.active","event_id":"evt_1","ok":false,"retrying":false,` +
+				`"problem":"refused: [2J internal address"},"last_success_at":null,"failures_since_last_success":2`},
+		{"delivered", store.WebhookDelivery{LastSuccessAt: &at, Last: &store.DeliveryAttempt{At: at, EventID: "evt_2",
+			EventType: "link.revoked", OK: true}},
+			`"last_delivery":{"at":"2030-01-02T03:04:05Z","event":"link.revoked","event_id":"evt_2","ok":true,"retrying":false,` +
+				`"problem":""},"last_success_at":"2030-01-02T03:04:05Z","failures_since_last_success":0`},
+	} {
+		b, err := json.Marshal(webhookViewOf(store.Webhook{URL: "https://hooks.example/", Delivery: tc.d}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), tc.want) {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, b, tc.want)
 		}
 	}
 }

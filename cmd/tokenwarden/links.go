@@ -30,7 +30,8 @@ const linksUsage = `Usage: tokenwarden links <command> [flags]
 Commands:
   create   --provider P --user U [--grant G] [--scope S]... [--param k=v]...
            [--username U --password-stdin] [--return-url URL] [--idempotency-key K]
-  get      ID
+  get      ID                      the link, its next step and its recent events
+  watch    ID [--interval 2s]      follows the link live (new events, next steps) until Ctrl-C
   list     [--provider P] [--status S] [--user U] [--limit N] [--cursor C]
   token    ID [--min-ttl 30s]      prints only the access token, for
                                    curl -H "Authorization: Bearer $(tokenwarden links token ID)"
@@ -63,6 +64,8 @@ func runLinks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		run = linksCreate
 	case "get":
 		run = linksGet
+	case "watch":
+		run = linksWatch
 	case "list":
 		run = linksList
 	case "token":
@@ -418,10 +421,18 @@ func linksGet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var l tokenwarden.Link
-	if printed, err := g.fetch(ctx, stdout, http.MethodGet, "/v1/links/"+url.PathEscape(id), nil, nil, &l); printed || err != nil {
+	path := "/v1/links/" + url.PathEscape(id)
+	if !g.json {
+		// The workflow's own view knows the next step (--json keeps
+		// the stored link only).
+		path += "?live=1"
+	}
+	var ll linkLive
+	if printed, err := g.fetch(ctx, stdout, http.MethodGet, path, nil, nil, &ll); printed || err != nil {
 		return err
 	}
+	// Status, expiry and next refresh as the workflow has them now.
+	l, _ := ll.current()
 	tw := newTable(stdout)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, termSafe(v)) }
 	row("id", l.ID)
@@ -453,7 +464,10 @@ func linksGet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	row("created", formatTime(l.CreatedAt))
 	row("updated", formatTime(l.UpdatedAt))
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return g.printLifecycle(ctx, stdout, ll)
 }
 
 func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) error {

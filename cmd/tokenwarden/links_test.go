@@ -118,14 +118,16 @@ func TestLinksMissingAPIKey(t *testing.T) {
 	assert.Zero(t, g.count(), "nothing is sent without a key")
 
 	// --api-key works in its place.
-	newFakeGateway(t, map[string]http.HandlerFunc{"GET /v1/links/lnk_1": answer(200, linkJSON)})
+	newFakeGateway(t, map[string]http.HandlerFunc{"GET /v1/links/lnk_1": answer(200, linkJSON),
+		"GET /v1/links/lnk_1/events": answer(200, `{"events":[],"next_cursor":""}`)})
 	t.Setenv("TOKENWARDEN_API_KEY", "")
 	_, _, err := runCLI(t, "get", "lnk_1", "--api-key", cliTestKey)
 	require.NoError(t, err)
 }
 
 func TestLinksGetHuman(t *testing.T) {
-	g := newFakeGateway(t, map[string]http.HandlerFunc{"GET /v1/links/lnk_1": answer(200, linkJSON)})
+	g := newFakeGateway(t, map[string]http.HandlerFunc{"GET /v1/links/lnk_1": answer(200, linkJSON),
+		"GET /v1/links/lnk_1/events": answer(200, `{"events":[],"next_cursor":""}`)})
 	out, _, err := runCLI(t, "get", "lnk_1")
 	require.NoError(t, err)
 	req, _ := g.last(t)
@@ -139,9 +141,11 @@ func TestLinksGetHuman(t *testing.T) {
 	assert.Regexp(t, `(?m)^expires\s+2030-01-01T00:00:00Z \(.* from now\)$`, out)
 	assert.NotContains(t, out, "last error", "an empty last_error is not shown")
 
-	// Values line up in one column.
+	// Values line up in one column (the table ends at the first blank
+	// line; the next step and the timeline follow).
+	table, _, _ := strings.Cut(out, "\n\n")
 	col := -1
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(table), "\n") {
 		i := strings.Index(line, "  ")
 		j := i + len(line[i:]) - len(strings.TrimLeft(line[i:], " "))
 		if col == -1 {
@@ -426,7 +430,8 @@ func TestLinksGetEscapesLastError(t *testing.T) {
 		`"scopes":[],"metadata":{},"last_error":"authorization denied: \u001b]0;owned\u0007\r\nstatus  active",` +
 		`"created_at":"2030-01-01T00:00:00Z","updated_at":"2030-01-01T00:00:00Z"}`
 	newFakeGateway(t, map[string]http.HandlerFunc{
-		"GET /v1/links/lnk_1": answer(200, evil),
+		"GET /v1/links/lnk_1":        answer(200, evil),
+		"GET /v1/links/lnk_1/events": answer(200, `{"events":[],"next_cursor":""}`),
 		"GET /v1/links/lnk_2/token": func(w http.ResponseWriter, r *http.Request) {
 			gatewayError(w, http.StatusConflict, "link_failed", "the link failed (denied: \x1b[2J\r\ncleared)")
 		},

@@ -1,0 +1,9 @@
+ALTER TABLE webhooks
+    DROP COLUMN last_delivery_at,
+    DROP COLUMN last_delivery_event,
+    DROP COLUMN last_delivery_event_id,
+    DROP COLUMN last_delivery_ok,
+    DROP COLUMN last_delivery_retrying,
+    DROP COLUMN last_delivery_problem,
+    DROP COLUMN last_success_at,
+    DROP COLUMN failures_since_success;
