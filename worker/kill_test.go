@@ -104,8 +104,12 @@ func (e *engine) newRotatingLinks(ctx context.Context, n int) *rotatingLinks {
 	for i := 0; i < n; i++ {
 		r.ids = append(r.ids, e.createAuthCodeLink(ctx))
 	}
+	// Links enroll one after another on a worker that other tests load
+	// too: a minute for the first was not always enough for 50 (seen at
+	// load 8 on 2 cores), so the wait grows with n.
+	limit := time.Minute + time.Duration(n)*6*time.Second
 	for _, id := range r.ids {
-		e.WaitFor(ctx, id, "enrolled", active)
+		e.WaitForWithin(ctx, id, "enrolled", limit, active)
 	}
 	for _, id := range r.ids {
 		st, _ := e.State(ctx, id)

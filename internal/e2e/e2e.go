@@ -247,7 +247,13 @@ func (s *Stack) State(ctx context.Context, linkID string) (workflows.State, erro
 // WaitFor polls a link's state until cond holds (60 s at most).
 func (s *Stack) WaitFor(ctx context.Context, linkID, what string, cond func(workflows.State) bool) workflows.State {
 	s.T.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	return s.WaitForWithin(ctx, linkID, what, 60*time.Second, cond)
+}
+
+// WaitForWithin polls a link's state until cond holds, limit at most.
+func (s *Stack) WaitForWithin(ctx context.Context, linkID, what string, limit time.Duration, cond func(workflows.State) bool) workflows.State {
+	s.T.Helper()
+	deadline := time.Now().Add(limit)
 	var last workflows.State
 	var lastErr error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
