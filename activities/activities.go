@@ -77,11 +77,15 @@ func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflo
 	if err != nil {
 		return workflows.TokenInfo{}, vaultError("enroll "+ref.LinkID, err)
 	}
-	info, done, err := a.enrolledEarlier(ctx, ref, entry, grant)
+	info, subject, done, err := a.enrolledEarlier(ctx, ref, entry, grant)
 	if err != nil {
 		return workflows.TokenInfo{}, vaultError("enroll "+ref.LinkID, err)
 	}
 	if !done {
+		bound, err := a.boundSubject(ctx, ref, p)
+		if err != nil {
+			return workflows.TokenInfo{}, err
+		}
 		// A successor that finds no token would send the code again.
 		if lease.lost(time.Now()) {
 			return workflows.TokenInfo{}, errLeaseLost("enroll " + ref.LinkID)
@@ -91,15 +95,22 @@ func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflo
 		if err != nil {
 			return workflows.TokenInfo{}, providerError("enroll "+ref.LinkID, err)
 		}
+		if err := a.checkSubject(ctx, ref, p, bound, grant.Value, tok); err != nil {
+			return workflows.TokenInfo{}, err
+		}
 		if info, err = a.store(ctx, ref, p, entry, tok, -1, sent, enrollmentOf(grant.Version)); err != nil {
 			return info, err
 		}
+		subject = tok.Subject
 	}
-	// A code and its verifier are single-use: drop them now that they are
+	if err := a.bindSubject(ctx, ref, subject); err != nil {
+		return workflows.TokenInfo{}, err
+	}
+	// A code, its verifier and nonce are single-use, and so is a
+	// permission to change the end-user: drop them now that they are
 	// spent, keeping what re-enrollment may need (passwords, parameters).
-	if grant.Value.Code != "" || grant.Value.CodeVerifier != "" {
-		g := grant.Value
-		g.Code, g.CodeVerifier = "", ""
+	if g := grant.Value; g.Code != "" || g.CodeVerifier != "" || g.Nonce != "" || g.AllowSubjectChange {
+		g.Code, g.CodeVerifier, g.Nonce, g.AllowSubjectChange = "", "", "", false
 		if _, err := a.Secrets.WriteGrant(ctx, ref.TenantID, ref.LinkID, g, grant.Version); err != nil {
 			activity.GetLogger(ctx).Warn("could not drop spent authorization code", "link", ref.LinkID, "error", err)
 		}
@@ -123,23 +134,25 @@ func enrollmentOf(grantVersion int) string {
 // (refreshed, suspended) carries none, so neither is adopted; nor is one
 // without an access token. An expired one is: its refresh token is good,
 // and the workflow refreshes a token it adopts past its expiry at once.
+//
+// It also returns the adopted token's subject (see bindSubject).
 func (a *Activities) enrolledEarlier(ctx context.Context, ref workflows.LinkRef, entry providers.Entry,
-	grant secrets.Versioned[providers.Grant]) (workflows.TokenInfo, bool, error) {
+	grant secrets.Versioned[providers.Grant]) (workflows.TokenInfo, string, bool, error) {
 	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
 	switch {
 	case errors.Is(err, secrets.ErrNotFound):
-		return workflows.TokenInfo{}, false, nil
+		return workflows.TokenInfo{}, "", false, nil
 	case err != nil:
-		return workflows.TokenInfo{}, false, err
+		return workflows.TokenInfo{}, "", false, err
 	}
 	same := cur.Enrollment == enrollmentOf(grant.Version)
 	dropped := grant.Value.Type == providers.GrantAuthorizationCode && grant.Value.Code == "" &&
 		grant.Value.CodeVerifier == "" && cur.Enrollment == enrollmentOf(grant.Version-1)
 	if cur.Enrollment == "" || !(same || dropped) || cur.Value.AccessToken == "" {
-		return workflows.TokenInfo{}, false, nil
+		return workflows.TokenInfo{}, "", false, nil
 	}
 	activity.GetLogger(ctx).Info("an earlier attempt already enrolled this grant; adopting its token", "link", ref.LinkID)
-	return a.info(cur.Value, cur.Version, entry, true), true, nil
+	return a.info(cur.Value, cur.Version, entry, true), cur.Value.Subject, true, nil
 }
 
 // PollDevice makes one device-flow token request (RFC 8628). The workflow
@@ -156,9 +169,12 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 	if err != nil {
 		return workflows.DevicePoll{}, vaultError("poll device "+ref.LinkID, err)
 	}
-	if info, done, err := a.enrolledEarlier(ctx, ref, entry, grant); err != nil {
+	if info, subject, done, err := a.enrolledEarlier(ctx, ref, entry, grant); err != nil {
 		return workflows.DevicePoll{}, vaultError("poll device "+ref.LinkID, err)
 	} else if done {
+		if err := a.bindSubject(ctx, ref, subject); err != nil {
+			return workflows.DevicePoll{}, err
+		}
 		return workflows.DevicePoll{Token: &info}, nil
 	}
 	interval := 5 * time.Second
@@ -192,6 +208,11 @@ func (a *Activities) PollDevice(ctx context.Context, ref workflows.LinkRef) (wor
 	}
 	info, err := a.store(ctx, ref, p, entry, tok, -1, sent, enrollmentOf(grant.Version))
 	if err != nil {
+		return workflows.DevicePoll{}, err
+	}
+	// A device link is enrolled once (it cannot be re-authorized), so
+	// its subject is recorded, never checked.
+	if err := a.bindSubject(ctx, ref, tok.Subject); err != nil {
 		return workflows.DevicePoll{}, err
 	}
 	return workflows.DevicePoll{Token: &info}, nil

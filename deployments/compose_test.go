@@ -30,6 +30,7 @@ type composeService struct {
 	DependsOn   map[string]map[string]any `yaml:"depends_on"`
 	Command     []string                  `yaml:"command"`
 	StopGrace   string                    `yaml:"stop_grace_period"`
+	Networks    map[string]any            `yaml:"networks"`
 }
 
 // imageRef splits an image reference into name, tag and digest.
@@ -228,6 +229,16 @@ func TestCompose(t *testing.T) {
 		if !strings.Contains(filepath.ToSlash(s.File), "/secrets/") {
 			t.Errorf("secret %s is not a file under ./secrets: %q", name, s.File)
 		}
+	}
+	// The gateway reaches Vault through its own proxy (its own identity),
+	// never the worker's.
+	for net := range c.Services["gateway"].Networks {
+		if _, ok := c.Services["vault-proxy"].Networks[net]; ok {
+			t.Errorf("the gateway shares network %s with the worker's Vault proxy", net)
+		}
+	}
+	if got := c.Services["gateway"].Environment["VAULT_ADDR"]; got != "http://vault-proxy-gateway:8100" {
+		t.Errorf("the gateway's VAULT_ADDR is %v, want its own proxy", got)
 	}
 	if v := c.Services["vault"]; strings.Contains(fmt.Sprint(v.Command), "-dev") {
 		t.Error("vault runs in dev mode")

@@ -159,7 +159,7 @@ func TestHelmChart(t *testing.T) {
 		{"default", nil, false},
 		{"full-values", []string{"-f", filepath.Join(chart, "ci", "full-values.yaml")}, true},
 		// The Vault agent alone, no Secret at all.
-		{"agent-only", []string{"--set", "vault.auth=agentInjector", "--set", "secrets.existingSecret="}, false},
+		{"agent-only", []string{"--set", "vault.auth=agentInjector", "--set", "secrets.existingSecret=", "--set", "secrets.gatewayExistingSecret="}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,6 +243,9 @@ func checkChart(t *testing.T, objs map[string]any, full, agent bool) {
 		}
 	}
 	w := pods["worker"]
+	if w.ServiceAccountName == pods["gateway"].ServiceAccountName {
+		t.Errorf("worker and gateway share the service account %q: Vault's Kubernetes auth cannot tell them apart", w.ServiceAccountName)
+	}
 	if w.TerminationGracePeriodSeconds == nil || *w.TerminationGracePeriodSeconds < 180 {
 		t.Errorf("worker terminationGracePeriodSeconds %v, want at least 180 (the worker drains for 150 s)", w.TerminationGracePeriodSeconds)
 	}
@@ -275,6 +278,11 @@ func checkChart(t *testing.T, objs map[string]any, full, agent bool) {
 		inject := d.Spec.Template.Annotations["vault.hashicorp.com/agent-inject"] == "true"
 		if inject != (full || agent) {
 			t.Errorf("%s: Vault agent injection is %v", d.Name, inject)
+		}
+		// The gateway logs in to Vault as itself, never as the worker.
+		role := d.Spec.Template.Annotations["vault.hashicorp.com/role"]
+		if component := d.Spec.Template.Labels["app.kubernetes.io/component"]; inject && role != "tokenwarden-"+component {
+			t.Errorf("%s: Vault role %q, want tokenwarden-%s", d.Name, role, component)
 		}
 		if inject && (d.Spec.Template.Spec.AutomountServiceAccountToken == nil || !*d.Spec.Template.Spec.AutomountServiceAccountToken) {
 			t.Errorf("%s: the Vault agent needs the service account token", d.Name)

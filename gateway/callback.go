@@ -25,8 +25,6 @@ const (
 	maxErrorDescLen = 300
 	maxCodeLen      = 4096
 	maxStateLen     = 512
-	// grantWriteAttempts bounds check-and-set retries on the grant.
-	grantWriteAttempts = 3
 )
 
 // page is one HTML answer of the callback. Every field is escaped by
@@ -253,7 +251,7 @@ func (s *Server) oauthCallback(c *gin.Context) {
 	if bound {
 		redirect = s.callback + "/" + state
 	}
-	if err := s.storeCode(ctx, st.TenantID, st.LinkID, code, redirect); err != nil {
+	if err := s.storeCode(ctx, st.TenantID, st.LinkID, code, redirect, st.Nonce); err != nil {
 		if errors.Is(err, secrets.ErrNotFound) {
 			s.renderPage(c, http.StatusBadRequest, pageLinkGone)
 			return
@@ -284,28 +282,26 @@ func (s *Server) oauthCallback(c *gin.Context) {
 	s.renderPage(c, http.StatusOK, pageConnected)
 }
 
-// storeCode puts the code (and, when not empty, the redirect URI it was
-// issued for) into the link's grant, with check-and-set so a concurrent
-// writer (a re-authorization) is not overwritten blindly.
-func (s *Server) storeCode(ctx context.Context, tenant, link, code, redirect string) error {
-	var err error
-	for range grantWriteAttempts {
-		cur, rerr := s.secrets.ReadGrant(ctx, tenant, link)
-		if rerr != nil {
-			return rerr
-		}
-		grant := cur.Value
-		grant.Code = code
-		if redirect != "" {
-			grant.RedirectURL = redirect
-		}
-		if _, err = s.secrets.WriteGrant(ctx, tenant, link, grant, cur.Version); err == nil {
-			return nil
-		}
-		if !errors.Is(err, secrets.ErrVersionConflict) {
-			return err
-		}
+// storeCode completes the link's grant with the code (and, when not
+// empty, the redirect URI it was issued for) and the nonce of the state it
+// came back with (empty for providers without ID tokens, which replaces
+// any nonce of an earlier sign-in). The gateway's Vault identity cannot
+// read the worker's whole grant, so the grant is rebuilt from the request
+// part the gateway wrote itself (an authorization-code grant holds no
+// other credential) and written whole. A re-authorization racing a late
+// callback is no hazard: each writes a verifier together with its own
+// code or none, never one flow's code with another's verifier.
+func (s *Server) storeCode(ctx context.Context, tenant, link, code, redirect, nonce string) error {
+	cur, err := s.secrets.ReadGrantRequest(ctx, tenant, link)
+	if err != nil {
+		return err
 	}
+	grant := cur.Value
+	grant.Code, grant.Nonce = code, nonce
+	if redirect != "" {
+		grant.RedirectURL = redirect
+	}
+	_, err = s.secrets.WriteGrant(ctx, tenant, link, grant, -1)
 	return err
 }
 

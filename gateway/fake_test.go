@@ -323,6 +323,19 @@ func (m *memSecrets) ReadToken(ctx context.Context, tenant, link string) (secret
 	return t, nil
 }
 
+// ReadAccessToken is the gateway's read; the fake keeps whole tokens.
+func (m *memSecrets) ReadAccessToken(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Token], error) {
+	return m.ReadToken(ctx, tenant, link)
+}
+
+// ReadGrantRequest is the gateway's read of a grant: without the
+// credentials, as *secrets.Store gives it.
+func (m *memSecrets) ReadGrantRequest(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Grant], error) {
+	g, err := m.ReadGrant(ctx, tenant, link)
+	g.Value.Code, g.Value.Username, g.Value.Password, g.Value.DeviceCode = "", "", "", ""
+	return g, err
+}
+
 func (m *memSecrets) ReadGrant(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Grant], error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -457,9 +457,10 @@ func (s *Server) createLink(c *gin.Context) {
 }
 
 // authRequest is a fresh authorization redirect: its state, PKCE
-// verifier and the URL carrying both.
+// verifier, OpenID Connect nonce (providers that verify ID tokens) and
+// the URL carrying them.
 type authRequest struct {
-	state, verifier, url string
+	state, verifier, nonce, url string
 	// redirect is the redirect URI the provider was given; it goes into
 	// the grant, since the token request must repeat it.
 	redirect string
@@ -476,7 +477,7 @@ const statePlaceholder = "TWSTATEPLACEHOLDER0twstateplaceholder0TWSTAT"
 
 // oauthState is the row that remembers ar until its callback.
 func (ar *authRequest) oauthState(tenant, linkID, returnURL string, expires time.Time) store.OAuthState {
-	st := store.OAuthState{LinkID: linkID, TenantID: tenant, ExpiresAt: expires, ReturnURL: returnURL}
+	st := store.OAuthState{LinkID: linkID, TenantID: tenant, ExpiresAt: expires, ReturnURL: returnURL, Nonce: ar.nonce}
 	if ar.bound {
 		st.BrowserBound, st.AuthURL = true, ar.template
 	}
@@ -493,9 +494,12 @@ func (s *Server) newAuthRequest(p providers.Provider, entry providers.Entry, ver
 	if !ok {
 		return nil, newError(http.StatusBadRequest, CodeUnsupportedGrant, "provider cannot send end-users to a consent page")
 	}
-	var b [32]byte
+	var b, n [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("oauth state: %w", err)
+	}
+	if _, err := rand.Read(n[:]); err != nil {
+		return nil, fmt.Errorf("oidc nonce: %w", err)
 	}
 	if verifier == "" {
 		verifier = oauth2.GenerateVerifier()
@@ -506,7 +510,16 @@ func (s *Server) newAuthRequest(p providers.Provider, entry providers.Entry, ver
 		ar.bound, ar.redirect = true, s.callback+"/"+ar.state
 		state, redirect = statePlaceholder, s.callback+"/"+statePlaceholder
 	}
-	u, err := az.AuthCodeURL(state, ar.verifier, redirect, scopes, params)
+	var u string
+	var err error
+	if iv, ok := p.(providers.IDTokenVerifier); ok {
+		// A nonce per authorization, kept with its state: the callback
+		// hands it to the exchange, which checks the ID token carries it.
+		ar.nonce = base64.RawURLEncoding.EncodeToString(n[:])
+		u, err = iv.AuthCodeURLNonce(state, ar.verifier, ar.nonce, redirect, scopes, params)
+	} else {
+		u, err = az.AuthCodeURL(state, ar.verifier, redirect, scopes, params)
+	}
 	if err != nil {
 		// Provider errors about the URL are about the request (a param,
 		// a missing setting) and carry no secret.
@@ -528,7 +541,7 @@ func (s *Server) replaySetup(ctx context.Context, tenant string, link store.Link
 	if !pending {
 		return false, nil, nil
 	}
-	g, err := s.secrets.ReadGrant(ctx, tenant, link.ID)
+	g, err := s.secrets.ReadGrantRequest(ctx, tenant, link.ID)
 	switch {
 	case errors.Is(err, secrets.ErrNotFound):
 		return true, auth, nil
@@ -698,7 +711,7 @@ func (s *Server) verifyToken(ctx context.Context, c *gin.Context, tenant string,
 		return nil, verifyUnsupported
 	}
 	no, yes := false, true
-	tok, err := s.secrets.ReadToken(ctx, tenant, link.ID)
+	tok, err := s.secrets.ReadAccessToken(ctx, tenant, link.ID)
 	switch {
 	case errors.Is(err, secrets.ErrNotFound):
 		// Pending, failed or revoked: nothing was ever stored, or it is

@@ -161,11 +161,13 @@ type linkStore interface {
 	RecordTransition(ctx context.Context, st store.LinkState, e store.Event) error
 }
 
-// secretStore is what the gateway uses of *secrets.Store.
+// secretStore is what the gateway uses of *secrets.Store: the reads its
+// Vault policy (deployments/vault/tokenwarden-gateway-policy.hcl) allows,
+// never a refresh token or stored grant material.
 type secretStore interface {
 	TokenPath(tenant, link string) string
-	ReadToken(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Token], error)
-	ReadGrant(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Grant], error)
+	ReadAccessToken(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Token], error)
+	ReadGrantRequest(ctx context.Context, tenant, link string) (secrets.Versioned[providers.Grant], error)
 	WriteGrant(ctx context.Context, tenant, link string, g providers.Grant, cas int) (int, error)
 	DeleteLink(ctx context.Context, tenant, link string) error
 }

@@ -53,7 +53,7 @@ func (s *Server) getToken(c *gin.Context) {
 	ctx := c.Request.Context()
 	tenant := tenantOf(c)
 
-	tok, err := s.secrets.ReadToken(ctx, tenant, id)
+	tok, err := s.secrets.ReadAccessToken(ctx, tenant, id)
 	if err != nil {
 		s.fail(c, s.missingToken(ctx, tenant, id, err))
 		return
@@ -82,7 +82,7 @@ func (s *Server) getToken(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		if tok, err = s.secrets.ReadToken(ctx, tenant, id); err != nil {
+		if tok, err = s.secrets.ReadAccessToken(ctx, tenant, id); err != nil {
 			s.fail(c, s.missingToken(ctx, tenant, id, err))
 			return
 		}
@@ -363,7 +363,7 @@ type refreshResponse struct {
 // token's expiry.
 func (s *Server) refreshThrottled(c *gin.Context, tenant, id string, wait time.Duration) {
 	ctx := c.Request.Context()
-	tok, err := s.secrets.ReadToken(ctx, tenant, id)
+	tok, err := s.secrets.ReadAccessToken(ctx, tenant, id)
 	if err != nil {
 		s.fail(c, s.missingToken(ctx, tenant, id, err))
 		return
@@ -512,6 +512,11 @@ func (s *Server) revokeOrphan(ctx context.Context, tenant, id, reason string) er
 type reauthorizeRequest struct {
 	Credentials *credentials `json:"credentials"`
 	ReturnURL   string       `json:"return_url"`
+	// AllowSubjectChange lets another end-user than the one the link was
+	// enrolled for (the sub of its verified ID token) take it over;
+	// without it, such a re-authorization is refused and the link stays
+	// as it was.
+	AllowSubjectChange bool `json:"allow_subject_change"`
 }
 
 // reauthorizeLink gives a link that lost its grant new grant material:
@@ -561,9 +566,13 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 		s.fail(c, errBadRequest(`"return_url" is only for the authorization_code grant`))
 		return
 	}
+	if req.AllowSubjectChange && link.GrantType != providers.GrantAuthorizationCode && link.GrantType != providers.GrantPassword {
+		s.fail(c, errBadRequest(`"allow_subject_change" is only for grants with an end-user (authorization_code, password)`))
+		return
+	}
 
 	// The old grant keeps the link's scopes and parameters.
-	old, err := s.secrets.ReadGrant(ctx, tenant, id)
+	old, err := s.secrets.ReadGrantRequest(ctx, tenant, id)
 	switch {
 	case errors.Is(err, secrets.ErrNotFound):
 		old = secrets.Versioned[providers.Grant]{Value: providers.Grant{Type: link.GrantType, Scopes: link.Scopes}, Version: -1}
@@ -571,7 +580,8 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	g := providers.Grant{Type: link.GrantType, Scopes: old.Value.Scopes, Params: old.Value.Params}
+	g := providers.Grant{Type: link.GrantType, Scopes: old.Value.Scopes, Params: old.Value.Params,
+		AllowSubjectChange: req.AllowSubjectChange}
 
 	switch link.GrantType {
 	case providers.GrantAuthorizationCode:

@@ -32,6 +32,10 @@ type Token struct {
 	// response (session_state, mandator_name, ...). They become link
 	// metadata, so no provider may put a secret here.
 	Extra map[string]string `json:"extra,omitempty"`
+	// Subject is the sub claim of the ID token a provider verified at
+	// the exchange (see IDTokenVerifier): who consented, as a stable ID
+	// at the provider. Not a secret. Empty when nothing was verified.
+	Subject string `json:"subject,omitempty"`
 }
 
 // Grant is the material for a first token: which grant, and its inputs.
@@ -49,6 +53,12 @@ type Grant struct {
 	DeviceInterval time.Duration     `json:"device_interval,omitempty"`
 	Scopes         []string          `json:"scopes,omitempty"`
 	Params         map[string]string `json:"params,omitempty"`
+	// Nonce is the OpenID Connect nonce the authorization request
+	// carried; the ID token of the exchange must carry it back.
+	Nonce string `json:"nonce,omitempty"`
+	// AllowSubjectChange lets this grant re-authorize a link for an
+	// end-user other than the one it was enrolled for.
+	AllowSubjectChange bool `json:"allow_subject_change,omitempty"`
 }
 
 // Grant types understood by the engine. Providers may accept their own as
@@ -79,6 +89,16 @@ type Authorizer interface {
 	// AuthCodeURL is where the end-user's browser goes. verifier is the
 	// PKCE code verifier; the URL carries its S256 challenge.
 	AuthCodeURL(state, verifier, redirectURL string, scopes []string, params map[string]string) (string, error)
+}
+
+// IDTokenVerifier is implemented by OpenID Connect providers. Their
+// Exchange verifies the reply's ID token (signature, issuer, audience,
+// expiry, and the grant's Nonce) and reports its sub in Token.Subject;
+// AuthCodeURLNonce is AuthCodeURL with the nonce to send (OpenID Connect
+// Core section 3.1.2.1), which the caller keeps for Grant.Nonce.
+type IDTokenVerifier interface {
+	Authorizer
+	AuthCodeURLNonce(state, verifier, nonce, redirectURL string, scopes []string, params map[string]string) (string, error)
 }
 
 // DeviceAuthorizer is implemented by providers that support the device

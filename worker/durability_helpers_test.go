@@ -261,9 +261,13 @@ func newEngineWithSchedule(t *testing.T, o oidcpeer.Options, schedule string) *e
 	return newEngineScheduled(t, oidcpeer.StartT(t, o), "", schedule)
 }
 
-// isTokenPath reports whether r is a KV v2 request for a link's token.
+// isTokenPath reports whether r is a KV v2 request for a link's token:
+// its refresh secret (the worker's whole token, written first) or its
+// access secret.
 func isTokenPath(r *http.Request) bool {
-	return strings.Contains(r.URL.Path, "/data/") && strings.Contains(r.URL.Path, "/tokens/")
+	p := r.URL.Path
+	return strings.Contains(p, "/data/") && strings.Contains(p, "/links/") &&
+		(strings.HasSuffix(p, "/refresh") || strings.HasSuffix(p, "/access"))
 }
 
 // vaultVia is a secrets store on the engine's Vault prefix and token,

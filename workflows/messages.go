@@ -64,6 +64,12 @@ const (
 	ErrTypeWebhookGone  = "WebhookGone"  // the webhook receiver answered 410 Gone: stop delivering
 )
 
+// ErrTypeSubjectChanged is the error type of a re-authorization whose
+// verified ID token names another end-user than the link's, when the
+// caller did not allow that (allow_subject_change): the enrollment fails,
+// and the link keeps its stored tokens and waits for re-authorization.
+const ErrTypeSubjectChanged = "SubjectChanged"
+
 // Status is where a link stands in its lifecycle.
 type Status string
 

@@ -86,18 +86,28 @@ func env(name, def string) string {
 func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TemporalAddress, "temporal-address", env("TOKENWARDEN_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (TOKENWARDEN_TEMPORAL_ADDRESS)")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", env("TOKENWARDEN_TEMPORAL_NAMESPACE", "tokenwarden"), "Temporal namespace (TOKENWARDEN_TEMPORAL_NAMESPACE)")
-	fs.StringVar(&c.VaultAddress, "vault-address", env("VAULT_ADDR", "http://127.0.0.1:8200"), "Vault address (VAULT_ADDR)")
-	fs.StringVar(&c.VaultMount, "vault-mount", env("TOKENWARDEN_VAULT_MOUNT", "secret"), "KV v2 mount (TOKENWARDEN_VAULT_MOUNT)")
-	fs.StringVar(&c.VaultPrefix, "vault-prefix", env("TOKENWARDEN_VAULT_PREFIX", "tokenwarden"), "path prefix inside the mount (TOKENWARDEN_VAULT_PREFIX)")
+	c.registerVault(fs)
 	fs.StringVar(&c.DatabaseURL, "database-url", env("TOKENWARDEN_DATABASE_URL", "postgres://tokenwarden@127.0.0.1:5433/tokenwarden?sslmode=disable"), "PostgreSQL URL (TOKENWARDEN_DATABASE_URL)")
 	fs.StringVar(&c.Catalog, "catalog", env("TOKENWARDEN_CATALOG", "deployments/dev/catalog.yaml"), "provider catalog YAML (TOKENWARDEN_CATALOG)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to drain on SIGTERM")
 	// Secrets come from the environment only: a flag would show in ps.
+	c.BootstrapAPIKey = os.Getenv("TOKENWARDEN_BOOTSTRAP_API_KEY")
+	c.CodecKeys = os.Getenv("TOKENWARDEN_CODEC_KEYS")
+}
+
+// registerVault adds the flags of the Vault connection to fs and reads
+// the process's Vault credentials. Each process brings its own: the
+// worker's identity (AppRole tokenwarden-worker) reads every secret of
+// the engine, the gateway's (tokenwarden-gateway) access tokens and never
+// a refresh token or a stored credential (deployments/vault).
+func (c *config) registerVault(fs *flag.FlagSet) {
+	fs.StringVar(&c.VaultAddress, "vault-address", env("VAULT_ADDR", "http://127.0.0.1:8200"), "Vault address (VAULT_ADDR)")
+	fs.StringVar(&c.VaultMount, "vault-mount", env("TOKENWARDEN_VAULT_MOUNT", "secret"), "KV v2 mount (TOKENWARDEN_VAULT_MOUNT)")
+	fs.StringVar(&c.VaultPrefix, "vault-prefix", env("TOKENWARDEN_VAULT_PREFIX", "tokenwarden"), "path prefix inside the mount (TOKENWARDEN_VAULT_PREFIX)")
+	// Secrets come from the environment only: a flag would show in ps.
 	c.VaultToken = os.Getenv("VAULT_TOKEN")
 	c.VaultRoleID = os.Getenv("TOKENWARDEN_VAULT_ROLE_ID")
 	c.VaultSecretID = os.Getenv("TOKENWARDEN_VAULT_SECRET_ID")
-	c.BootstrapAPIKey = os.Getenv("TOKENWARDEN_BOOTSTRAP_API_KEY")
-	c.CodecKeys = os.Getenv("TOKENWARDEN_CODEC_KEYS")
 }
 
 // registerWorker adds the worker's own flags.

@@ -155,7 +155,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer d.close()
 	// Webhook receivers of a developer run on this machine.
 	d.webhooksToInternal = true
-	if err := bootstrapKey(ctx, d.store, apiKey); err != nil {
+	// The gateway logs in as itself, as in a deployment: its Vault
+	// identity reads access tokens, never a refresh token or a stored
+	// credential, so a gateway that needed more fails here first.
+	gcfg := cfg
+	gcfg.VaultRoleID, gcfg.VaultSecretID = info.VaultGatewayRoleID, info.VaultGatewaySecretID
+	gd, err := connect(ctx, &gcfg, logger, stderr)
+	if err != nil {
+		return err
+	}
+	defer gd.close()
+	if err := bootstrapKey(ctx, gd.store, apiKey); err != nil {
 		return err
 	}
 
@@ -163,11 +173,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { errc <- serveWorker(runCtx, d, logger) }()
-	ln, err := listenGateway(&cfg)
+	ln, err := listenGateway(&gcfg)
 	if err != nil {
 		return err
 	}
-	go func() { errc <- serveGatewayOn(runCtx, ln, d, &cfg, logger) }()
+	go func() { errc <- serveGatewayOn(runCtx, ln, gd, &gcfg, logger) }()
 	go func() { errc <- stack.Wait() }()
 
 	fmt.Fprintf(stdout, `

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
 	sdkworker "go.temporal.io/sdk/worker"
 	"golang.org/x/net/netutil"
@@ -23,8 +24,10 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/gateway"
 	"github.com/tokenwarden/tokenwarden/internal/codec"
+	"github.com/tokenwarden/tokenwarden/internal/secrets"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/worker"
+	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 func newLogger(w io.Writer) *slog.Logger {
@@ -74,12 +77,53 @@ func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stop
 		return fmt.Errorf("start worker: %w", err)
 	}
 	logger.Info("worker started", "task_queue", "tokenwarden-links", "stop_timeout", stopTimeout.String())
+	moved := make(chan struct{})
+	go func() {
+		defer close(moved)
+		migrateVaultLayout(ctx, d, logger)
+	}()
 	<-ctx.Done()
 	logger.Info("worker stopping: no new tasks; running activities may finish", "stop_timeout", stopTimeout.String())
 	start := time.Now()
 	w.Stop()
+	<-moved
 	logger.Info("worker stopped", "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
+}
+
+// migrateVaultLayout moves every link's secrets still in the earlier Vault
+// layout (one secret for the token, one for the grant, both readable by
+// the gateway) to the per-link layout whose refresh tokens and credentials
+// only the worker reads. Every worker does it at its start, beside its
+// work: a link an activity touches is moved by that read anyway, and the
+// gateway, which cannot read the earlier layout, answers "no token right
+// now, retry" for a link not yet moved.
+func migrateVaultLayout(ctx context.Context, d *deps, logger *slog.Logger) {
+	m, err := d.secrets.MigrateLegacy(ctx, keepLinkSecrets(d.store))
+	switch {
+	case err != nil && ctx.Err() == nil:
+		logger.Error("vault: moving link secrets to the per-link layout failed; the next start or `tokenwarden migrate -vault` tries again", "error", err.Error())
+	case m.Moved+m.Dropped > 0:
+		logger.Info("vault: link secrets moved to the per-link layout", "moved", m.Moved, "dropped_revoked", m.Dropped)
+	}
+}
+
+// keepLinkSecrets decides, for the Vault migration, whether a link's
+// secrets are moved or destroyed: a link its row says is revoked had its
+// secrets wiped in the new layout only (the gateway cannot reach the
+// earlier one), so what is left of it goes. A link without a row keeps
+// its secrets: nothing is destroyed on a guess.
+func keepLinkSecrets(st *store.Store) func(ctx context.Context, tenant, link string) (bool, error) {
+	return func(ctx context.Context, tenant, link string) (bool, error) {
+		l, err := st.GetLink(ctx, tenant, link)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return true, nil
+		case err != nil:
+			return false, err
+		}
+		return l.Status != string(workflows.StatusRevoked), nil
+	}
 }
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -142,6 +186,7 @@ func listenGateway(cfg *config) (net.Listener, error) {
 // say "ready" only once the port is taken).
 func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, logger *slog.Logger) error {
 	cfg.gatewayDefaults()
+	warnWideVaultIdentity(ctx, d, cfg, logger)
 	// The codec authenticates API keys through the gateway (its cache,
 	// negative cache and failure limit); srv is set before any request.
 	var srv *gateway.Server
@@ -199,6 +244,23 @@ func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, 
 	return serveErr
 }
 
+// warnWideVaultIdentity warns when the gateway's Vault identity may read
+// refresh tokens: it was given the worker's identity, or a wider one,
+// instead of its own (AppRole tokenwarden-gateway). A warning, not a
+// refusal, so that a deployment can move to two identities at its pace; a
+// token that may not ask Vault about itself says nothing either way.
+func warnWideVaultIdentity(ctx context.Context, d *deps, cfg *config, logger *slog.Logger) {
+	if d.vault == nil {
+		return
+	}
+	probe := cfg.VaultMount + "/data/" + cfg.VaultPrefix + "/links/any-tenant/any-link/refresh"
+	caps, err := d.vault.Sys().CapabilitiesSelfWithContext(ctx, probe)
+	if err == nil && (slices.Contains(caps, "read") || slices.Contains(caps, "root")) {
+		logger.Warn("the gateway's Vault identity may read refresh tokens: give the gateway its own " +
+			"(AppRole tokenwarden-gateway with deployments/vault/tokenwarden-gateway-policy.hcl; docs/deploy.md, 2.3)")
+	}
+}
+
 // newHTTPServer is the gateway's http.Server with its timeouts: a request
 // must arrive whole within ReadTimeout (a body trickled in is cut off),
 // be answered within WriteTimeout (above the longest wait for a workflow),
@@ -223,10 +285,50 @@ func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	dsn := fs.String("database-url", env("TOKENWARDEN_DATABASE_URL", "postgres://tokenwarden@127.0.0.1:5433/tokenwarden?sslmode=disable"), "PostgreSQL URL (TOKENWARDEN_DATABASE_URL)")
 	down := fs.Int("down-to", -1, "migrate down to this version instead of up (0 removes everything)")
+	var cfg config
+	withVault := fs.Bool("vault", false, "also move link secrets of the earlier Vault layout to the per-link one, with the worker's Vault identity "+
+		"(TOKENWARDEN_VAULT_ROLE_ID and TOKENWARDEN_VAULT_SECRET_ID, or VAULT_TOKEN); workers also do it at their start")
+	cfg.registerVault(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return migrate(ctx, *dsn, *down, stdout)
+	if *withVault && *down >= 0 {
+		return errors.New("-vault moves secrets forward only: run it without -down-to")
+	}
+	if err := migrate(ctx, *dsn, *down, stdout); err != nil || !*withVault {
+		return err
+	}
+	return migrateVault(ctx, &cfg, *dsn, stdout)
+}
+
+// migrateVault is `tokenwarden migrate -vault`: the Vault migration of
+// migrateVaultLayout, run once, reporting what it did.
+func migrateVault(ctx context.Context, cfg *config, dsn string, stdout io.Writer) error {
+	vcfg := vault.DefaultConfig()
+	vcfg.Address = cfg.VaultAddress
+	vc, err := vault.NewClient(vcfg)
+	if err != nil {
+		return fmt.Errorf("vault client: %w", err)
+	}
+	logger := newLogger(io.Discard)
+	if _, err := vaultAuth(ctx, vc, cfg, logger); err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("database URL: %w", err)
+	}
+	defer pool.Close()
+	sec := secrets.New(vc, cfg.VaultMount, cfg.VaultPrefix)
+	m, err := sec.MigrateLegacy(ctx, keepLinkSecrets(store.New(pool)))
+	if err != nil {
+		if errors.Is(err, secrets.ErrDenied) {
+			return fmt.Errorf("vault: %w: run it with the worker's identity (the gateway's may not read the secrets it moves)", err)
+		}
+		return fmt.Errorf("vault: %w", err)
+	}
+	fmt.Fprintf(stdout, "vault: %d links moved to the per-link layout, %d revoked links' secrets destroyed\n", m.Moved, m.Dropped)
+	return nil
 }
 
 func migrate(ctx context.Context, dsn string, downTo int, stdout io.Writer) error {

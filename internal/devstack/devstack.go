@@ -72,13 +72,21 @@ type Info struct {
 
 	VaultAddress string `json:"vault_address"`
 	VaultMount   string `json:"vault_mount"` // KV v2 mount, "secret"
-	// VaultToken is the engine's own token (policy "tokenwarden", from an
-	// AppRole login): a service token with a 24h TTL, renewable up to 768h.
-	// A long-running engine renews it or logs in again with the AppRole.
-	VaultToken     string `json:"vault_token"`
-	VaultRoleID    string `json:"vault_role_id"`
-	VaultSecretID  string `json:"vault_secret_id"`
-	VaultRootToken string `json:"vault_root_token"` // dev bootstrap and test cleanup only
+	// VaultToken is the worker's token (policy "tokenwarden-worker", from
+	// an AppRole login with VaultRoleID and VaultSecretID): a service token
+	// with a 24h TTL, renewable up to 768h. A long-running engine renews it
+	// or logs in again with the AppRole. The worker may read every secret
+	// of the engine.
+	VaultToken    string `json:"vault_token"`
+	VaultRoleID   string `json:"vault_role_id"`
+	VaultSecretID string `json:"vault_secret_id"`
+	// VaultGatewayToken, VaultGatewayRoleID and VaultGatewaySecretID are
+	// the gateway's identity (policy "tokenwarden-gateway"): access
+	// tokens, never a refresh token or a stored credential.
+	VaultGatewayToken    string `json:"vault_gateway_token"`
+	VaultGatewayRoleID   string `json:"vault_gateway_role_id"`
+	VaultGatewaySecretID string `json:"vault_gateway_secret_id"`
+	VaultRootToken       string `json:"vault_root_token"` // dev bootstrap and test cleanup only
 
 	PostgresURL string `json:"postgres_url"` // role and database "tokenwarden"
 	// PostgresAdminURL connects as the superuser "postgres" (trust auth on

@@ -61,6 +61,7 @@ func TestRestartsKeepVaultAndPostgresData(t *testing.T) {
 	if info.VaultToken == "" || info.VaultToken == info.VaultRootToken {
 		t.Fatal("engine token is empty or the root token")
 	}
+	gatewayCannotReadWhatOnlyTheWorkerReads(ctx, t, info)
 
 	kv := engineKV(t, info)
 	const secretPath = "tokenwarden/devstack-test/link"
@@ -128,19 +129,52 @@ func TestRestartsKeepVaultAndPostgresData(t *testing.T) {
 	}
 	defer again.Stop()
 	t.Logf("stack restarted on existing state in %s", time.Since(began).Round(time.Millisecond))
-	if again.Info().VaultRoleID != info.VaultRoleID || again.Info().VaultSecretID != info.VaultSecretID {
+	if a := again.Info(); a.VaultRoleID != info.VaultRoleID || a.VaultSecretID != info.VaultSecretID ||
+		a.VaultGatewayRoleID != info.VaultGatewayRoleID || a.VaultGatewaySecretID != info.VaultGatewaySecretID {
 		t.Error("AppRole credentials changed across a full restart")
 	}
 	checkData(ctx, t, again.Info(), secretPath)
 }
 
+// gatewayCannotReadWhatOnlyTheWorkerReads: the stack's two identities
+// are the shipped policies. The gateway's token reads a link's access
+// token and is refused its refresh token and grant; the worker's reads
+// all three.
+func gatewayCannotReadWhatOnlyTheWorkerReads(ctx context.Context, t *testing.T, info devstack.Info) {
+	t.Helper()
+	if info.VaultGatewayToken == "" || info.VaultGatewayToken == info.VaultToken || info.VaultGatewayRoleID == info.VaultRoleID {
+		t.Fatal("the gateway has no identity of its own")
+	}
+	const link = "tokenwarden/links/acme/lnk_dev/"
+	worker, gateway := engineKV(t, info), kvAs(t, info, info.VaultGatewayToken)
+	for _, part := range []string{"access", "refresh", "grant"} {
+		if _, err := worker.Put(ctx, link+part, map[string]any{"v": "{}"}); err != nil {
+			t.Fatalf("worker writes %s: %v", part, err)
+		}
+		if _, err := worker.Get(ctx, link+part); err != nil {
+			t.Fatalf("worker reads %s: %v", part, err)
+		}
+		_, err := gateway.Get(ctx, link+part)
+		var re *vaultapi.ResponseError
+		refused := errors.As(err, &re) && re.StatusCode == 403
+		if refused != (part != "access") {
+			t.Errorf("gateway reads %s: %v", part, err)
+		}
+	}
+}
+
 func engineKV(t *testing.T, info devstack.Info) *vaultapi.KVv2 {
+	t.Helper()
+	return kvAs(t, info, info.VaultToken)
+}
+
+func kvAs(t *testing.T, info devstack.Info, token string) *vaultapi.KVv2 {
 	t.Helper()
 	c, err := vaultapi.NewClient(&vaultapi.Config{Address: info.VaultAddress})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetToken(info.VaultToken)
+	c.SetToken(token)
 	return c.KVv2(info.VaultMount)
 }
 

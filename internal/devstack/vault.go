@@ -22,15 +22,19 @@ type vaultInit struct {
 	RootToken string `json:"root_token"`
 }
 
-// vaultAppRole is the engine's AppRole secret ID, kept across restarts so
-// every start does not mint another one.
+// vaultAppRole holds the secret IDs of the engine's two AppRoles, kept
+// across restarts so every start does not mint more.
 type vaultAppRole struct {
+	// SecretID is the worker's (role tokenwarden-worker).
 	SecretID string `json:"secret_id"`
+	// GatewaySecretID is the gateway's (role tokenwarden-gateway).
+	GatewaySecretID string `json:"gateway_secret_id"`
 }
 
 // StartVault starts Vault (initialising it on first use), unseals it with
-// the saved key and bootstraps the KV v2 mount, the engine's policy and its
-// AppRole, then logs the engine in.
+// the saved key and bootstraps the KV v2 mount and the engine's two
+// identities (the worker's and the gateway's policy and AppRole), then
+// logs both in.
 func (s *Stack) StartVault(ctx context.Context) error {
 	s.mu.Lock()
 	running := s.vault != nil
@@ -122,7 +126,8 @@ ui            = false
 	if err := s.vaultBootstrap(ctx, p, c, keys.RootToken); err != nil {
 		return fail(err)
 	}
-	fmt.Fprintf(s.log, "vault: ready (%s, KV v2 at secret/, AppRole tokenwarden)\n", s.Info().VaultAddress)
+	fmt.Fprintf(s.log, "vault: ready (%s, KV v2 at secret/, AppRoles %s and %s)\n", s.Info().VaultAddress,
+		vaultpolicy.WorkerPolicyName, vaultpolicy.GatewayPolicyName)
 	return nil
 }
 
@@ -193,8 +198,8 @@ func (s *Stack) vaultInitAndUnseal(ctx context.Context, c *vaultapi.Client) (vau
 	return keys, nil
 }
 
-// vaultBootstrap makes the mount, policy and AppRole exist (every start, so
-// a changed policy file takes effect) and logs the engine in.
+// vaultBootstrap makes the mount and the engine's two identities exist
+// (every start, so a changed policy file takes effect) and logs both in.
 func (s *Stack) vaultBootstrap(ctx context.Context, p *process, c *vaultapi.Client, rootToken string) error {
 	sys := c.Sys()
 	mounts, err := sys.ListMountsWithContext(ctx)
@@ -217,9 +222,6 @@ func (s *Stack) vaultBootstrap(ctx context.Context, p *process, c *vaultapi.Clie
 		return fmt.Errorf("KV v2 mount not serving: %w", err)
 	}
 
-	if err := sys.PutPolicyWithContext(ctx, vaultpolicy.PolicyName, vaultpolicy.Policy); err != nil {
-		return fmt.Errorf("write policy %s: %w", vaultpolicy.PolicyName, err)
-	}
 	auths, err := sys.ListAuthWithContext(ctx)
 	if err != nil {
 		return fmt.Errorf("list auth methods: %w", err)
@@ -229,56 +231,103 @@ func (s *Stack) vaultBootstrap(ctx context.Context, p *process, c *vaultapi.Clie
 			return fmt.Errorf("enable approle: %w", err)
 		}
 	}
-	const role = "auth/approle/role/tokenwarden"
-	if _, err := c.Logical().WriteWithContext(ctx, role, map[string]any{
-		"token_policies": []string{vaultpolicy.PolicyName},
-		"token_type":     "service",
-		"token_ttl":      "24h",
-		"token_max_ttl":  "768h",
-		"secret_id_ttl":  "0",
-	}); err != nil {
-		return fmt.Errorf("write AppRole tokenwarden: %w", err)
+	// The one identity both processes shared before the split: gone, so
+	// that nothing of this stack logs in with its wider policy.
+	if _, err := c.Logical().DeleteWithContext(ctx, "auth/approle/role/"+legacyRole); err != nil {
+		return fmt.Errorf("delete AppRole %s: %w", legacyRole, err)
 	}
-	sec, err := c.Logical().ReadWithContext(ctx, role+"/role-id")
-	if err != nil || sec == nil {
-		return fmt.Errorf("read AppRole role_id: %v", err)
+	if err := sys.DeletePolicyWithContext(ctx, legacyRole); err != nil {
+		return fmt.Errorf("delete policy %s: %w", legacyRole, err)
 	}
-	roleID, _ := sec.Data["role_id"].(string)
 
 	approlePath := filepath.Join(s.dir, "vault", "approle.json")
 	var saved vaultAppRole
 	if b, err := os.ReadFile(approlePath); err == nil {
 		_ = json.Unmarshal(b, &saved)
 	}
-	token, err := s.vaultLogin(ctx, roleID, saved.SecretID)
-	if err != nil || saved.SecretID == "" {
-		sec, err := c.Logical().WriteWithContext(ctx, role+"/secret-id", nil)
-		if err != nil || sec == nil {
-			return fmt.Errorf("generate AppRole secret_id: %v", err)
-		}
-		saved.SecretID, _ = sec.Data["secret_id"].(string)
+	worker, err := s.vaultIdentity(ctx, c, vaultpolicy.WorkerPolicyName, vaultpolicy.WorkerPolicy, &saved.SecretID)
+	if err != nil {
+		return err
+	}
+	gateway, err := s.vaultIdentity(ctx, c, vaultpolicy.GatewayPolicyName, vaultpolicy.GatewayPolicy, &saved.GatewaySecretID)
+	if err != nil {
+		return err
+	}
+	if worker.minted || gateway.minted {
 		b, _ := json.MarshalIndent(saved, "", "  ")
 		if err := writeFileAtomic(approlePath, append(b, '\n'), 0o600); err != nil {
-			return err
-		}
-		if token, err = s.vaultLogin(ctx, roleID, saved.SecretID); err != nil {
 			return err
 		}
 	}
 	s.mu.Lock()
 	s.info.VaultRootToken = rootToken
-	s.info.VaultRoleID = roleID
-	s.info.VaultSecretID = saved.SecretID
-	// A token from before a restart of Vault alone is still valid (the token
-	// store is persisted): keep it so callers holding it are not disturbed.
+	s.info.VaultRoleID, s.info.VaultSecretID = worker.roleID, saved.SecretID
+	s.info.VaultGatewayRoleID, s.info.VaultGatewaySecretID = gateway.roleID, saved.GatewaySecretID
+	// Tokens from before a restart of Vault alone are still valid (the
+	// token store is persisted): keep them so callers holding them are
+	// not disturbed.
 	if s.info.VaultToken == "" {
-		s.info.VaultToken = token
+		s.info.VaultToken = worker.token
+	}
+	if s.info.VaultGatewayToken == "" {
+		s.info.VaultGatewayToken = gateway.token
 	}
 	s.mu.Unlock()
 	return nil
 }
 
-func (s *Stack) vaultLogin(ctx context.Context, roleID, secretID string) (string, error) {
+// legacyRole names the AppRole and policy of the single identity the
+// worker and the gateway shared before each had its own.
+const legacyRole = "tokenwarden"
+
+// vaultLogin is one of the engine's identities, logged in.
+type vaultLogin struct {
+	roleID, token string
+	// minted: the saved secret ID did not work and a new one was made.
+	minted bool
+}
+
+// vaultIdentity writes the policy and the AppRole named name (every start,
+// so a changed policy file takes effect) and logs in with the saved
+// secret ID, minting a new one into *secretID when it does not work.
+func (s *Stack) vaultIdentity(ctx context.Context, c *vaultapi.Client, name, policy string, secretID *string) (vaultLogin, error) {
+	var l vaultLogin
+	if err := c.Sys().PutPolicyWithContext(ctx, name, policy); err != nil {
+		return l, fmt.Errorf("write policy %s: %w", name, err)
+	}
+	role := "auth/approle/role/" + name
+	if _, err := c.Logical().WriteWithContext(ctx, role, map[string]any{
+		"token_policies": []string{name},
+		"token_type":     "service",
+		"token_ttl":      "24h",
+		"token_max_ttl":  "768h",
+		"secret_id_ttl":  "0",
+	}); err != nil {
+		return l, fmt.Errorf("write AppRole %s: %w", name, err)
+	}
+	sec, err := c.Logical().ReadWithContext(ctx, role+"/role-id")
+	if err != nil || sec == nil {
+		return l, fmt.Errorf("read AppRole %s role_id: %v", name, err)
+	}
+	l.roleID, _ = sec.Data["role_id"].(string)
+	if *secretID != "" {
+		if l.token, err = s.approleLogin(ctx, name, l.roleID, *secretID); err == nil {
+			return l, nil
+		}
+	}
+	sec, err = c.Logical().WriteWithContext(ctx, role+"/secret-id", nil)
+	if err != nil || sec == nil {
+		return l, fmt.Errorf("generate AppRole %s secret_id: %v", name, err)
+	}
+	*secretID, _ = sec.Data["secret_id"].(string)
+	l.minted = true
+	if l.token, err = s.approleLogin(ctx, name, l.roleID, *secretID); err != nil {
+		return l, err
+	}
+	return l, nil
+}
+
+func (s *Stack) approleLogin(ctx context.Context, name, roleID, secretID string) (string, error) {
 	if roleID == "" || secretID == "" {
 		return "", errors.New("AppRole login: no credentials")
 	}
@@ -289,7 +338,7 @@ func (s *Stack) vaultLogin(ctx context.Context, roleID, secretID string) (string
 	sec, err := c.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{"role_id": roleID, "secret_id": secretID})
 	if err != nil {
 		// The error text can echo the request; say only which step failed.
-		return "", errors.New("AppRole login as tokenwarden failed")
+		return "", fmt.Errorf("AppRole login as %s failed", name)
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
 		return "", errors.New("AppRole login returned no token")

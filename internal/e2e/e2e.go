@@ -75,11 +75,17 @@ type Stack struct {
 	Namespace string
 	Vault     *vault.Client
 	Prefix    string
-	Secrets   *secrets.Store
-	Pool      *pgxpool.Pool
-	Schema    string
-	Store     *store.Store
-	Registry  *providers.Registry
+	// Secrets has the worker's Vault access (every secret of the
+	// prefix): the worker's, and the tests' to inspect.
+	Secrets *secrets.Store
+	// GatewaySecrets has the gateway's own Vault identity: access tokens,
+	// never a refresh token or a stored credential.
+	GatewaySecrets *secrets.Store
+
+	Pool     *pgxpool.Pool
+	Schema   string
+	Store    *store.Store
+	Registry *providers.Registry
 	// CatalogPath is the catalog written to disk, for worker processes.
 	CatalogPath string
 
@@ -116,6 +122,7 @@ func Start(t testing.TB, o Options) *Stack {
 
 	s.Vault, s.Prefix = testenv.Vault(t)
 	s.Secrets = secrets.New(s.Vault, s.Info.VaultMount, s.Prefix)
+	s.GatewaySecrets = gatewaySecrets(t, s.Info, s.Vault, s.Prefix)
 	s.Pool, s.Schema = testenv.Postgres(t)
 	if err := store.Migrate(ctx, s.Pool); err != nil {
 		t.Fatalf("e2e: migrate: %v", err)
@@ -158,7 +165,7 @@ func Start(t testing.TB, o Options) *Stack {
 	cfg := o.Gateway
 	cfg.PublicURL = s.Gateway.URL
 	s.GatewaySrv = gateway.New(gateway.Deps{
-		Temporal: s.Temporal, Store: s.Store, Secrets: s.Secrets, Providers: s.Registry, Logger: s.Logger,
+		Temporal: s.Temporal, Store: s.Store, Secrets: s.GatewaySecrets, Providers: s.Registry, Logger: s.Logger,
 		Checks: []health.Check{health.Temporal(s.Temporal, s.Info.TemporalAddress), health.Vault(s.Vault), health.Postgres(s.Pool)},
 	}, cfg)
 	s.Gateway.Config.Handler = s.GatewaySrv.Handler()
@@ -222,7 +229,7 @@ func (s *Stack) Label(linkID, label string) {
 	s.mu.Unlock()
 }
 
-// Token reads a link's token from Vault, as the gateway does, and
+// Token reads a link's whole token from Vault, as the worker does, and
 // remembers its secrets.
 func (s *Stack) Token(ctx context.Context, linkID string) (providers.Token, int) {
 	s.T.Helper()

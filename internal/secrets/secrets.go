@@ -1,10 +1,13 @@
 // Package secrets keeps every secret Tokenwarden holds in HashiCorp Vault's
 // KV v2 engine: each link's current token, the grant material needed to
-// (re)enroll it, and the client secrets the provider catalog refers to.
+// (re)enroll it, webhook signing secrets, and the client secrets the
+// provider catalog refers to.
 //
-// Tokens and grant material live at different paths on purpose: the hot
-// path (a token read) touches tokens only, and a deployment can give
-// readers of tokens a policy without access to passwords and codes.
+// A link's secrets are split by who may read them (links.go): the
+// internet-facing gateway reads the access token and the authorization
+// request it built itself; only the worker reads refresh tokens and
+// stored credentials. Each process has its own Vault identity and policy
+// (deployments/vault), so a compromised gateway cannot read them either.
 // Writes use KV v2 check-and-set, so two writers can never silently
 // overwrite each other's rotated refresh token.
 package secrets
@@ -19,8 +22,6 @@ import (
 	"sync"
 
 	vault "github.com/hashicorp/vault/api"
-
-	"github.com/tokenwarden/tokenwarden/providers"
 )
 
 var (
@@ -40,6 +41,7 @@ var (
 
 // Store reads and writes link secrets under one path prefix of a KV v2 mount.
 type Store struct {
+	c      *vault.Client
 	kv     *vault.KVv2
 	mount  string
 	prefix string
@@ -58,7 +60,7 @@ type Store struct {
 // New returns a Store for the KV v2 engine at mount, keeping everything
 // below prefix (e.g. "tokenwarden").
 func New(c *vault.Client, mount, prefix string) *Store {
-	return &Store{kv: c.KVv2(mount), mount: mount, prefix: strings.Trim(prefix, "/")}
+	return &Store{c: c, kv: c.KVv2(mount), mount: mount, prefix: strings.Trim(prefix, "/")}
 }
 
 // Prefix is the path prefix below the mount.
@@ -72,63 +74,6 @@ type Versioned[T any] struct {
 	// Enrollment is the non-secret note an enrollment stored with a token
 	// (see WriteEnrolledToken); "" for tokens written by a refresh.
 	Enrollment string
-}
-
-// TokenPath is where a link's token lives, relative to the mount.
-func (s *Store) TokenPath(tenant, link string) string {
-	return s.prefix + "/tokens/" + tenant + "/" + link
-}
-
-// GrantPath is where a link's grant material lives, relative to the mount.
-func (s *Store) GrantPath(tenant, link string) string {
-	return s.prefix + "/grants/" + tenant + "/" + link
-}
-
-// ReadToken returns a link's current token. This is the gateway's hot path:
-// one Vault read.
-func (s *Store) ReadToken(ctx context.Context, tenant, link string) (Versioned[providers.Token], error) {
-	var v Versioned[providers.Token]
-	ver, note, err := s.readNoted(ctx, s.TokenPath(tenant, link), &v.Value)
-	v.Version, v.Enrollment = ver, note
-	return v, err
-}
-
-// WriteToken stores a link's token if the stored version is still cas
-// (0: only if nothing is stored yet). It returns the new version.
-func (s *Store) WriteToken(ctx context.Context, tenant, link string, t providers.Token, cas int) (int, error) {
-	return s.write(ctx, s.TokenPath(tenant, link), t, cas, "")
-}
-
-// WriteEnrolledToken is WriteToken for the first token of an enrollment:
-// it stores enrollment (a non-secret identifier of the grant material the
-// token came from) beside the token, so that a retried enrollment can tell
-// that its exchange already happened (Versioned.Enrollment).
-func (s *Store) WriteEnrolledToken(ctx context.Context, tenant, link string, t providers.Token, cas int, enrollment string) (int, error) {
-	return s.write(ctx, s.TokenPath(tenant, link), t, cas, enrollment)
-}
-
-// ReadGrant returns a link's grant material.
-func (s *Store) ReadGrant(ctx context.Context, tenant, link string) (Versioned[providers.Grant], error) {
-	var v Versioned[providers.Grant]
-	ver, err := s.read(ctx, s.GrantPath(tenant, link), &v.Value)
-	v.Version = ver
-	return v, err
-}
-
-// WriteGrant stores a link's grant material; cas < 0 writes unconditionally.
-func (s *Store) WriteGrant(ctx context.Context, tenant, link string, g providers.Grant, cas int) (int, error) {
-	return s.write(ctx, s.GrantPath(tenant, link), g, cas, "")
-}
-
-// DeleteLink destroys every version of a link's token and grant material.
-// Deleting what is already gone is not an error, so revocation can retry.
-func (s *Store) DeleteLink(ctx context.Context, tenant, link string) error {
-	for _, p := range []string{s.TokenPath(tenant, link), s.GrantPath(tenant, link)} {
-		if err := s.do(ctx, func() error { return s.kv.DeleteMetadata(ctx, p) }); err != nil && !isNotFound(err) {
-			return classify("delete "+p, err)
-		}
-	}
-	return nil
 }
 
 // WebhookPath is where a tenant's webhook signing secret lives, relative
@@ -160,16 +105,21 @@ func (s *Store) WriteWebhookSecret(ctx context.Context, tenant, secret string) e
 	if secret == "" {
 		return errors.New("write webhook secret: empty secret")
 	}
-	_, err := s.write(ctx, s.WebhookPath(tenant), webhookSecret{Secret: secret}, -1, "")
+	_, err := s.write(ctx, s.WebhookPath(tenant), webhookSecret{Secret: secret}, -1, nil)
 	return err
 }
 
 // DeleteWebhookSecret destroys every version of the tenant's webhook
 // signing secret; deleting what is already gone is not an error.
 func (s *Store) DeleteWebhookSecret(ctx context.Context, tenant string) error {
-	p := s.WebhookPath(tenant)
-	if err := s.do(ctx, func() error { return s.kv.DeleteMetadata(ctx, p) }); err != nil && !isNotFound(err) {
-		return classify("delete "+p, err)
+	return s.destroy(ctx, s.WebhookPath(tenant))
+}
+
+// destroy deletes every version and the metadata of the secret at path;
+// deleting what is already gone is not an error, so callers can retry.
+func (s *Store) destroy(ctx context.Context, path string) error {
+	if err := s.do(ctx, func() error { return s.kv.DeleteMetadata(ctx, path) }); err != nil && !isNotFound(err) {
+		return classify("delete "+path, err)
 	}
 	return nil
 }
@@ -219,7 +169,7 @@ func (s *Store) PutValue(ctx context.Context, path string, fields map[string]str
 }
 
 func (s *Store) read(ctx context.Context, path string, into any) (int, error) {
-	ver, _, err := s.readNoted(ctx, path, into)
+	ver, _, err := s.readFields(ctx, path, into)
 	return ver, err
 }
 
@@ -227,7 +177,10 @@ func (s *Store) read(ctx context.Context, path string, into any) (int, error) {
 // (a token's enrollment).
 const noteField = "enrollment"
 
-func (s *Store) readNoted(ctx context.Context, path string, into any) (int, string, error) {
+// readFields decodes the "v" field of the secret at path into into and
+// returns its KV version and its other string fields (notes; never
+// secret).
+func (s *Store) readFields(ctx context.Context, path string, into any) (int, map[string]string, error) {
 	var sec *vault.KVSecret
 	err := s.do(ctx, func() (err error) {
 		sec, err = s.kv.Get(ctx, path)
@@ -235,33 +188,38 @@ func (s *Store) readNoted(ctx context.Context, path string, into any) (int, stri
 	})
 	if err != nil {
 		if isNotFound(err) {
-			return 0, "", fmt.Errorf("read %s: %w", path, ErrNotFound)
+			return 0, nil, fmt.Errorf("read %s: %w", path, ErrNotFound)
 		}
-		return 0, "", classify("read "+path, err)
+		return 0, nil, classify("read "+path, err)
 	}
 	if sec == nil || sec.Data == nil {
-		return 0, "", fmt.Errorf("read %s: %w", path, ErrNotFound)
+		return 0, nil, fmt.Errorf("read %s: %w", path, ErrNotFound)
 	}
 	raw, ok := sec.Data["v"].(string)
 	if !ok {
-		return 0, "", fmt.Errorf("read %s: unexpected layout", path)
+		return 0, nil, fmt.Errorf("read %s: unexpected layout", path)
 	}
 	if err := json.Unmarshal([]byte(raw), into); err != nil {
 		// The JSON error names a type, never the value: safe to wrap.
-		return 0, "", fmt.Errorf("read %s: decode: %w", path, err)
+		return 0, nil, fmt.Errorf("read %s: decode: %w", path, err)
 	}
 	ver := 0
 	if sec.VersionMetadata != nil {
 		ver = sec.VersionMetadata.Version
 	}
-	note, _ := sec.Data[noteField].(string)
-	return ver, note, nil
+	notes := map[string]string{}
+	for k, v := range sec.Data {
+		if str, ok := v.(string); ok && k != "v" {
+			notes[k] = str
+		}
+	}
+	return ver, notes, nil
 }
 
 // write stores value as one JSON string field: one Vault write, and the
-// shape of Token can grow without a migration. A non-empty note is stored
-// in a field of its own.
-func (s *Store) write(ctx context.Context, path string, value any, cas int, note string) (int, error) {
+// shape of Token can grow without a migration. Non-empty notes (never
+// secret) are stored in fields of their own.
+func (s *Store) write(ctx context.Context, path string, value any, cas int, notes map[string]string) (int, error) {
 	raw, err := json.Marshal(value)
 	if err != nil {
 		return 0, fmt.Errorf("write %s: encode: %w", path, err)
@@ -271,8 +229,10 @@ func (s *Store) write(ctx context.Context, path string, value any, cas int, note
 		opts = append(opts, vault.WithCheckAndSet(cas))
 	}
 	data := map[string]any{"v": string(raw)}
-	if note != "" {
-		data[noteField] = note
+	for k, v := range notes {
+		if v != "" {
+			data[k] = v
+		}
 	}
 	var sec *vault.KVSecret
 	err = s.do(ctx, func() (err error) {

@@ -42,6 +42,12 @@ func TestTokenRoundTripAndCheckAndSet(t *testing.T) {
 	if got.Value.RefreshToken != "rt-2" {
 		t.Fatal("a stale writer overwrote the rotated refresh token")
 	}
+	// The gateway's read sees the same token, by the same version, without
+	// its refresh token.
+	at, err := s.ReadAccessToken(ctx, "acme", "lnk_1")
+	if err != nil || at.Value.AccessToken != "at-2" || at.Value.RefreshToken != "" || at.Version != v2 {
+		t.Fatalf("access token read: version %d (want %d), err %v", at.Version, v2, err)
+	}
 	// Another tenant's path holds nothing.
 	if _, err := s.ReadToken(ctx, "other", "lnk_1"); !errors.Is(err, secrets.ErrNotFound) {
 		t.Fatalf("other tenant: %v, want ErrNotFound", err)
@@ -67,6 +73,12 @@ func TestDeleteLinkDestroysEverythingAndIsIdempotent(t *testing.T) {
 	}
 	if _, err := s.ReadGrant(ctx, "acme", "lnk_2"); !errors.Is(err, secrets.ErrNotFound) {
 		t.Fatalf("grant after delete: %v", err)
+	}
+	if _, err := s.ReadAccessToken(ctx, "acme", "lnk_2"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("access token after delete: %v", err)
+	}
+	if _, err := s.ReadGrantRequest(ctx, "acme", "lnk_2"); !errors.Is(err, secrets.ErrNotFound) {
+		t.Fatalf("grant request after delete: %v", err)
 	}
 }
 

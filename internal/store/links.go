@@ -330,3 +330,31 @@ func updateLinkState(ctx context.Context, db DBTX, st LinkState) (bool, error) {
 	}
 	return false, nil
 }
+
+// LinkSubject returns who the tenant's link was enrolled for: the sub
+// claim of its verified ID token, "" while none is known. A missing
+// link yields ErrNotFound.
+func (s *Store) LinkSubject(ctx context.Context, tenantID, id string) (string, error) {
+	var sub *string
+	err := s.pool.QueryRow(ctx, `SELECT subject FROM links WHERE tenant_id = $1 AND id = $2`, tenantID, id).Scan(&sub)
+	if err != nil {
+		return "", fmt.Errorf("store: link subject %q: %w", id, noRows(err))
+	}
+	return derefString(sub), nil
+}
+
+// SetLinkSubject records who the link is enrolled for from now on. It is
+// idempotent; a missing link yields ErrNotFound.
+func (s *Store) SetLinkSubject(ctx context.Context, tenantID, id, subject string) error {
+	if subject == "" {
+		return errors.New("store: set link subject: empty subject")
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE links SET subject = $3 WHERE tenant_id = $1 AND id = $2`, tenantID, id, subject)
+	if err != nil {
+		return fmt.Errorf("store: set link subject %q: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: set link subject %q: %w", id, ErrNotFound)
+	}
+	return nil
+}

@@ -33,18 +33,23 @@ type OAuthState struct {
 	AuthURL string
 	// StartedAt is when StartOAuthState bound a browser.
 	StartedAt *time.Time
+	// Nonce is the OpenID Connect nonce the authorization request sent,
+	// for the exchange to check the ID token against. Not a secret (it
+	// rides in the authorization URL), but kept out of logs all the same.
+	Nonce string
 }
 
-const oauthStateColumns = `link_id, tenant_id, expires_at, used_at, return_url, created_at, browser_bound, auth_url, started_at`
+const oauthStateColumns = `link_id, tenant_id, expires_at, used_at, return_url, created_at, browser_bound, auth_url, started_at, nonce`
 
 func scanOAuthState(row pgx.Row) (OAuthState, error) {
 	var (
 		st        OAuthState
 		returnURL *string
 		authURL   *string
+		nonce     *string
 	)
 	if err := row.Scan(&st.LinkID, &st.TenantID, &st.ExpiresAt, &st.UsedAt, &returnURL, &st.CreatedAt,
-		&st.BrowserBound, &authURL, &st.StartedAt); err != nil {
+		&st.BrowserBound, &authURL, &st.StartedAt, &nonce); err != nil {
 		return OAuthState{}, err
 	}
 	utc(&st.ExpiresAt, &st.CreatedAt)
@@ -52,6 +57,7 @@ func scanOAuthState(row pgx.Row) (OAuthState, error) {
 	utcPtr(&st.StartedAt)
 	st.ReturnURL = derefString(returnURL)
 	st.AuthURL = derefString(authURL)
+	st.Nonce = derefString(nonce)
 	return st, nil
 }
 
@@ -84,9 +90,10 @@ func (s *Store) PutOAuthState(ctx context.Context, state string, st OAuthState) 
 		return errors.New("store: put oauth state: a browser-bound state needs its authorization URL")
 	}
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO oauth_states (hash, link_id, tenant_id, expires_at, return_url, browser_bound, auth_url)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		INSERT INTO oauth_states (hash, link_id, tenant_id, expires_at, return_url, browser_bound, auth_url, nonce)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		hashState(state), st.LinkID, st.TenantID, st.ExpiresAt, nullString(st.ReturnURL), st.BrowserBound, nullString(st.AuthURL),
+		nullString(st.Nonce),
 	)
 	if isForeignKeyViolation(err, "oauth_states_link_fkey") {
 		return fmt.Errorf("store: put oauth state: link %q: %w", st.LinkID, ErrNotFound)

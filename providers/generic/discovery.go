@@ -17,11 +17,22 @@ import (
 
 // Discovery is what Tokenwarden uses of an OpenID Connect discovery
 // document (OpenID Connect Discovery 1.0, RFC 8414 field names).
+//
+// The document is read here rather than by go-oidc's NewProvider, which
+// verifies the ID tokens (see idtoken.go): NewProvider wants the issuer
+// spelled exactly as the document does (the catalog tolerates a trailing
+// slash), puts the reply body into its errors, and reads neither the
+// revocation, introspection and end-session endpoints nor the client
+// authentication methods, so the document would be parsed twice anyway.
 type Discovery struct {
 	Issuer   string
 	Endpoint providers.Endpoint
 	// AuthMethods is token_endpoint_auth_methods_supported.
 	AuthMethods []string
+	// JWKSURI is where the issuer publishes the keys its ID tokens are
+	// signed with; IDTokenAlgs is id_token_signing_alg_values_supported.
+	JWKSURI     string
+	IDTokenAlgs []string
 }
 
 type discoveryDoc struct {
@@ -34,6 +45,8 @@ type discoveryDoc struct {
 	UserinfoEndpoint      string   `json:"userinfo_endpoint"`
 	EndSessionEndpoint    string   `json:"end_session_endpoint"`
 	AuthMethods           []string `json:"token_endpoint_auth_methods_supported"`
+	JWKSURI               string   `json:"jwks_uri"`
+	IDTokenAlgs           []string `json:"id_token_signing_alg_values_supported"`
 }
 
 // Discover fetches issuer's discovery document. The document must name
@@ -94,6 +107,8 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Discove
 			LogoutURL:        doc.EndSessionEndpoint,
 		},
 		AuthMethods: doc.AuthMethods,
+		JWKSURI:     doc.JWKSURI,
+		IDTokenAlgs: doc.IDTokenAlgs,
 	}
 	for _, u := range []struct{ name, v string }{
 		{"authorization_endpoint", d.Endpoint.AuthURL},
@@ -103,6 +118,7 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (*Discove
 		{"introspection_endpoint", d.Endpoint.IntrospectionURL},
 		{"userinfo_endpoint", d.Endpoint.UserinfoURL},
 		{"end_session_endpoint", d.Endpoint.LogoutURL},
+		{"jwks_uri", d.JWKSURI},
 	} {
 		if !absoluteHTTP(u.v) {
 			return nil, fail("%s %q is not an absolute http(s) URL", u.name, u.v)

@@ -50,7 +50,7 @@ func oidcEntry(iss string) providers.Entry {
 	}
 }
 
-func open(t *testing.T, e providers.Entry, cfg *Config) (*Provider, error) {
+func open(t *testing.T, e providers.Entry, cfg *Config) (*OIDCProvider, error) {
 	t.Helper()
 	if cfg == nil {
 		cfg = OIDC().(*Config)
@@ -61,7 +61,7 @@ func open(t *testing.T, e providers.Entry, cfg *Config) (*Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return p.(*Provider), nil
+	return p.(*OIDCProvider), nil
 }
 
 func TestDiscovery(t *testing.T) {

@@ -45,6 +45,12 @@ func unsupported(op, what string) error {
 // each of which must be in allowed_params. A disallowed param is an
 // error rather than dropped, so that a caller learns it was not sent.
 func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []string, params map[string]string) (string, error) {
+	return p.authCodeURL(state, verifier, "", redirectURL, scopes, params)
+}
+
+// authCodeURL is AuthCodeURL with an OpenID Connect nonce when nonce is
+// not empty.
+func (p *Provider) authCodeURL(state, verifier, nonce, redirectURL string, scopes []string, params map[string]string) (string, error) {
 	if p.e.Endpoint.AuthURL == "" || !p.e.HasGrant(providers.GrantAuthorizationCode) {
 		return "", unsupported(opAuthURL, "authorization_code grant")
 	}
@@ -83,6 +89,11 @@ func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []str
 		for _, k := range slices.Sorted(maps.Keys(m)) {
 			opts = append(opts, oauth2.SetAuthURLParam(k, m[k]))
 		}
+	}
+	if nonce != "" {
+		// Last, so that no catalog or caller param replaces the nonce
+		// the ID token is checked against.
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
 	}
 	return c.AuthCodeURL(state, opts...), nil
 }
@@ -192,7 +203,8 @@ func (p *Provider) Refresh(ctx context.Context, t *providers.Token) (*providers.
 
 // KeepRefreshed completes tok, the reply to refreshing prev, with what
 // the reply left out: the refresh token, its expiry (unless the refresh
-// token rotated), the scopes and the metadata (the reply's fields win).
+// token rotated), the scopes, the metadata (the reply's fields win) and
+// the subject (a refresh is for the same end-user).
 func KeepRefreshed(prev, tok *providers.Token) {
 	rotated := tok.RefreshToken != "" && tok.RefreshToken != prev.RefreshToken
 	if tok.RefreshToken == "" {
@@ -203,6 +215,9 @@ func KeepRefreshed(prev, tok *providers.Token) {
 	}
 	if tok.Scopes == nil {
 		tok.Scopes = slices.Clone(prev.Scopes)
+	}
+	if tok.Subject == "" {
+		tok.Subject = prev.Subject
 	}
 	if len(prev.Extra) > 0 {
 		merged := maps.Clone(prev.Extra)

@@ -99,26 +99,33 @@ func missingEndpoints(e providers.Entry) []error {
 }
 
 // Open builds the provider; for kind oidc it first fetches the issuer's
-// discovery document. Endpoints set in the catalog win over discovered
-// ones, so a broken discovery document can be patched in the catalog.
+// discovery document, and the provider (an *OIDCProvider) verifies the
+// ID token of every exchange. Endpoints set in the catalog win over
+// discovered ones, so a broken discovery document can be patched in the
+// catalog.
 func (c *Config) Open(ctx context.Context, e providers.Entry, s providers.Setup) (providers.Provider, error) {
-	if c.discover {
-		timeout := time.Duration(c.DiscoveryTimeout)
-		if timeout == 0 {
-			timeout = DefaultDiscoveryTimeout
-		}
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
-		d, err := Discover(ctx, s.HTTPClient, e.Issuer)
-		if err != nil {
-			return nil, err
-		}
-		e.Endpoint = e.Endpoint.Or(d.Endpoint)
-		if e.AuthStyle == providers.AuthStyleAuto {
-			e.AuthStyle = d.authStyle()
-		}
+	if !c.discover {
+		return New(e, s.ClientSecret, s.HTTPClient)
 	}
-	return New(e, s.ClientSecret, s.HTTPClient)
+	timeout := time.Duration(c.DiscoveryTimeout)
+	if timeout == 0 {
+		timeout = DefaultDiscoveryTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	d, err := Discover(dctx, s.HTTPClient, e.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	e.Endpoint = e.Endpoint.Or(d.Endpoint)
+	if e.AuthStyle == providers.AuthStyleAuto {
+		e.AuthStyle = d.authStyle()
+	}
+	p, err := New(e, s.ClientSecret, s.HTTPClient)
+	if err != nil {
+		return nil, err
+	}
+	return newOIDC(p, d)
 }
 
 // Provider talks to one OAuth 2.0 server. It is safe for concurrent use.

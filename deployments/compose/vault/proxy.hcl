@@ -1,7 +1,9 @@
-# Vault Proxy for the worker and the gateway: logs in with the engine's
-# AppRole (files from compose secrets; the files stay in place), keeps the
-# token renewed, and sends every proxied request with that token
-# (use_auto_auth_token = "force"), whatever token the engine sends.
+# Vault Proxy of the worker (vault-proxy) and of the gateway
+# (vault-proxy-gateway): logs in with that process's AppRole (files from
+# compose secrets, mounted as role_id and secret_id; the files stay in
+# place), keeps the token renewed, and sends every proxied request with
+# that token (use_auto_auth_token = "force"), whatever token the engine
+# sends.
 vault {
   address = "http://vault:8200"
 }
@@ -10,8 +12,8 @@ auto_auth {
   method "approle" {
     mount_path = "auth/approle"
     config = {
-      role_id_file_path                   = "/run/secrets/tokenwarden_role_id"
-      secret_id_file_path                 = "/run/secrets/tokenwarden_secret_id"
+      role_id_file_path                   = "/run/secrets/role_id"
+      secret_id_file_path                 = "/run/secrets/secret_id"
       remove_secret_id_file_after_reading = false
     }
   }

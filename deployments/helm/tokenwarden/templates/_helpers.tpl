@@ -41,6 +41,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end -}}
 
+{{/*
+The gateway's service account: its own, so that Vault Kubernetes auth can
+tell the gateway from the worker (vault.agentInjector.gatewayRole).
+*/}}
+{{- define "tokenwarden.gatewayServiceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- printf "%s-gateway" (include "tokenwarden.serviceAccountName" .) -}}
+{{- else -}}
+{{- include "tokenwarden.serviceAccountName" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret of the gateway's environment: its own, else the shared one. */}}
+{{- define "tokenwarden.gatewaySecret" -}}
+{{- default .Values.secrets.existingSecret .Values.secrets.gatewayExistingSecret -}}
+{{- end -}}
+
 {{- define "tokenwarden.tag" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- if eq $tag "latest" -}}
@@ -68,14 +85,15 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
 {{/*
-Pod annotations of the Vault Agent injector: pass (dict "root" $ "prePopulateOnly" bool).
+Pod annotations of the Vault Agent injector: pass (dict "root" $ "prePopulateOnly" bool),
+and "role" for another Kubernetes auth role than the worker's.
 The agent logs in with Kubernetes auth and, as a caching proxy on
 127.0.0.1:8200, replaces whatever token the engine sends with its own.
 */}}
 {{- define "tokenwarden.agentAnnotations" -}}
 {{- $v := .root.Values.vault -}}
 vault.hashicorp.com/agent-inject: "true"
-vault.hashicorp.com/role: {{ $v.agentInjector.role | quote }}
+vault.hashicorp.com/role: {{ .role | default $v.agentInjector.role | quote }}
 vault.hashicorp.com/auth-path: {{ $v.agentInjector.authPath | quote }}
 vault.hashicorp.com/service: {{ $v.address | quote }}
 {{- if $v.agentInjector.image }}
