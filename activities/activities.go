@@ -541,6 +541,11 @@ func (a *Activities) RecordTransition(ctx context.Context, t workflows.Transitio
 		LastError:        t.State.LastError,
 		RefreshCount:     t.State.Refreshes,
 	}
+	if len(t.State.Scopes) > 0 {
+		// The granted scopes, as the token reply said: after an
+		// incremental consent the link shows what it now holds.
+		st.Scopes = t.State.Scopes
+	}
 	if len(t.State.Metadata) > 0 {
 		st.Metadata = make(map[string]any, len(t.State.Metadata))
 		for k, v := range t.State.Metadata {

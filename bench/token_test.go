@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,22 +62,64 @@ func stack(b *testing.B) (*e2e.Stack, string, *atomic.Int64) {
 	return s, l.ID, calls
 }
 
+// readers is the parallelism of the read benchmarks: readers×GOMAXPROCS
+// goroutines (32 on 2 cores), as many connections as a load generator
+// such as wrk -c32 would hold.
+const readers = 16
+
+// parallelReads runs read with readers×GOMAXPROCS goroutines and reports
+// the latency percentiles beside ns/op (the reciprocal of throughput).
+func parallelReads(b *testing.B, read func() error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(readers)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			start := time.Now()
+			if err := read(); err != nil {
+				b.Error(err)
+				return
+			}
+			mine = append(mine, time.Since(start))
+		}
+		mu.Lock()
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		at := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))]) / 1e6 }
+		b.ReportMetric(at(0.5), "p50-ms")
+		b.ReportMetric(at(0.99), "p99-ms")
+	}
+}
+
+// BenchmarkVaultRead is the yardstick of BenchmarkTokenRead: a Vault KV v2
+// read of the same link's access token, in parallel, through the Vault
+// client the gateway uses when its cache cannot serve.
+func BenchmarkVaultRead(b *testing.B) {
+	s, id, _ := stack(b)
+	ctx := context.Background()
+	parallelReads(b, func() error {
+		_, err := s.GatewaySecrets.ReadAccessToken(ctx, e2e.Tenant, id)
+		return err
+	})
+}
+
 // BenchmarkTokenRead is GET /v1/links/{id}/token over HTTP, in parallel:
-// API key check (cached), one Vault read, JSON out.
+// API key check (cached), the token from the gateway's cache (a Vault
+// read when the link changed), JSON out.
 func BenchmarkTokenRead(b *testing.B) {
 	s, id, calls := stack(b)
 	ctx := context.Background()
 	before := calls.Load()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := s.Client.Token(ctx, id, 0); err != nil {
-				b.Error(err)
-				return
-			}
-		}
+	parallelReads(b, func() error {
+		_, err := s.Client.Token(ctx, id, 0)
+		return err
 	})
-	b.StopTimer()
 	if extra := calls.Load() - before; extra != 0 {
 		b.Fatalf("token reads caused %d provider calls", extra)
 	}

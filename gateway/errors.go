@@ -54,6 +54,11 @@ const (
 	CodeLinkPending = "link_pending"
 	// CodeLinkFailed: the link ended without a token (409).
 	CodeLinkFailed = "link_failed"
+	// CodeInsufficientScope: a token read asked for scopes (?scopes=)
+	// the link's token was not granted (409); the answer names them
+	// (missing_scopes) and, when asked (connect=1), carries a connect_url
+	// for the end-user's consent.
+	CodeInsufficientScope = "insufficient_scope"
 	// CodeRateLimited: too many requests for this API key (429).
 	CodeRateLimited = "rate_limited"
 	// CodeUnavailable: Vault, Temporal or PostgreSQL is unreachable (503,
@@ -69,6 +74,13 @@ const (
 	// CodeInternal: a bug. The message says nothing; the log says more
 	// under the request ID.
 	CodeInternal = "internal"
+	// CodeProxyNotConfigured: the link's provider has no api_base_url in
+	// the catalog, so the proxy has nowhere to send the request (409).
+	CodeProxyNotConfigured = "proxy_not_configured"
+	// CodeUpstreamUnavailable: the proxy could not get an answer from the
+	// provider's API (unreachable, timed out, or an internal address the
+	// catalog does not allow) (502).
+	CodeUpstreamUnavailable = "upstream_unavailable"
 )
 
 // codeStatus is the one HTTP status of each error code. README's error
@@ -89,11 +101,14 @@ var codeStatus = map[string]int{
 	CodeReauthRequired:       http.StatusConflict,
 	CodeLinkPending:          http.StatusConflict,
 	CodeLinkFailed:           http.StatusConflict,
+	CodeInsufficientScope:    http.StatusConflict,
 	CodeRateLimited:          http.StatusTooManyRequests,
 	CodeUnavailable:          http.StatusServiceUnavailable,
 	CodeRefreshFailed:        http.StatusServiceUnavailable,
 	CodeConflict:             http.StatusConflict,
 	CodeInternal:             http.StatusInternalServerError,
+	CodeProxyNotConfigured:   http.StatusConflict,
+	CodeUpstreamUnavailable:  http.StatusBadGateway,
 }
 
 // apiError is an error with its HTTP answer. Messages are shown to
@@ -105,6 +120,9 @@ type apiError struct {
 	retryAfter int
 	// cause is logged, never shown.
 	cause error
+	// missingScopes and connectURL complete an insufficient_scope answer.
+	missingScopes []string
+	connectURL    string
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.msg }
@@ -133,9 +151,11 @@ type errorBody struct {
 }
 
 type errorDetail struct {
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	RequestID string `json:"request_id"`
+	Code          string   `json:"code"`
+	Message       string   `json:"message"`
+	RequestID     string   `json:"request_id"`
+	MissingScopes []string `json:"missing_scopes,omitempty"`
+	ConnectURL    string   `json:"connect_url,omitempty"`
 }
 
 // fail answers with err: an *apiError as it says, a dependency outage as
@@ -160,6 +180,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	c.AbortWithStatusJSON(ae.status, errorBody{Error: errorDetail{
 		Code: ae.code, Message: ae.msg, RequestID: requestIDOf(c),
+		MissingScopes: ae.missingScopes, ConnectURL: ae.connectURL,
 	}})
 }
 

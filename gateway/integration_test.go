@@ -268,6 +268,12 @@ func TestGatewayIntegration(t *testing.T) {
 		stale.Expiry = time.Now().Add(time.Second)
 		_, err = e.sec.WriteToken(ctx, store.DefaultTenantID, l.ID, stale, cur.Version)
 		require.NoError(t, err)
+		// The worker records each token it stores in the links row, which
+		// tells the gateways' token caches: so does this test.
+		_, err = e.st.Pool().Exec(ctx, `UPDATE links SET updated_at = now() WHERE id = $1`, l.ID)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { _, ok := e.srv.tokens.get(store.DefaultTenantID + "/" + l.ID); return !ok },
+			5*time.Second, 10*time.Millisecond, "the gateway's cache kept the token after the row changed")
 		a, tok = e.token(l.ID, "")
 		require.Equal(t, 200, a.Code, string(a.Body))
 		assert.True(t, tok.ExpiresAt.After(time.Now().Add(10*time.Second)), "served a token expiring at %v", tok.ExpiresAt)

@@ -371,13 +371,25 @@ func (s *Server) createLink(c *gin.Context) {
 		s.fail(c, errBadRequest("Idempotency-Key must be printable and at most 200 bytes"))
 		return
 	}
-	ctx := c.Request.Context()
-	tenant := tenantOf(c)
-	var reqHash []byte
+	resp, status, err := s.createValidLink(c.Request.Context(), tenantOf(c), &req, p, entry, idemKey)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(status, resp)
+}
+
+// createValidLink creates the link req asks for, once validate has
+// passed it: the API's path, and the connect page's. It answers with the
+// HTTP status of the creation (201, or 200 for an idempotent replay).
+func (s *Server) createValidLink(ctx context.Context, tenant string, req *createLinkRequest, p providers.Provider, entry providers.Entry, idemKey string) (createLinkResponse, int, error) {
+	var (
+		reqHash []byte
+		err     error
+	)
 	if idemKey != "" {
-		if reqHash, err = hashRequest(nil, &req); err != nil {
-			s.fail(c, err)
-			return
+		if reqHash, err = hashRequest(nil, req); err != nil {
+			return createLinkResponse{}, 0, err
 		}
 	}
 
@@ -387,8 +399,7 @@ func (s *Server) createLink(c *gin.Context) {
 	var auth *authRequest
 	if req.Grant == providers.GrantAuthorizationCode {
 		if auth, err = s.newAuthRequest(p, entry, "", req.Scopes, req.Params); err != nil {
-			s.fail(c, err)
-			return
+			return createLinkResponse{}, 0, err
 		}
 	}
 
@@ -405,17 +416,14 @@ func (s *Server) createLink(c *gin.Context) {
 		RequestHash:    reqHash,
 	})
 	if err != nil {
-		s.fail(c, storeError(err))
-		return
+		return createLinkResponse{}, 0, storeError(err)
 	}
 	if !created && link.RequestHash != nil {
-		if same, err := sameRequest(link.RequestHash, &req); err != nil {
-			s.fail(c, err)
-			return
+		if same, err := sameRequest(link.RequestHash, req); err != nil {
+			return createLinkResponse{}, 0, err
 		} else if !same {
-			s.fail(c, newError(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
-				"Idempotency-Key was already used with a different request body; use a new key for a new request"))
-			return
+			return createLinkResponse{}, 0, newError(http.StatusUnprocessableEntity, CodeIdempotencyMismatch,
+				"Idempotency-Key was already used with a different request body; use a new key for a new request")
 		}
 	}
 	s.linkProv.put(tenant+"/"+link.ID, link.Provider)
@@ -429,31 +437,27 @@ func (s *Server) createLink(c *gin.Context) {
 		status = http.StatusOK
 		setup, auth, err = s.replaySetup(ctx, tenant, link, p, entry, auth)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return createLinkResponse{}, 0, err
 		}
 	}
 	if setup {
-		dev, err := s.storeGrant(ctx, tenant, link.ID, &req, p, auth)
+		dev, err := s.storeGrant(ctx, tenant, link.ID, req, p, auth)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return createLinkResponse{}, 0, err
 		}
 		resp.Device = dev
 	}
 	if auth != nil && (link.Status == statusPending || link.Status == string(workflows.StatusPendingAuthorization)) {
 		if err := s.store.PutOAuthState(ctx, auth.state,
 			auth.oauthState(tenant, link.ID, req.ReturnURL, s.now().Add(s.cfg.AuthorizationTimeout))); err != nil {
-			s.fail(c, storeError(err))
-			return
+			return createLinkResponse{}, 0, storeError(err)
 		}
 		resp.AuthorizationURL = auth.url
 	}
 	if err := s.startWorkflow(ctx, link); err != nil {
-		s.fail(c, err)
-		return
+		return createLinkResponse{}, 0, err
 	}
-	c.JSON(status, resp)
+	return resp, status, nil
 }
 
 // authRequest is a fresh authorization redirect: its state, PKCE

@@ -29,13 +29,19 @@ const (
 )
 
 type metrics struct {
-	registry        *prometheus.Registry
-	requests        *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	tokensServed    *prometheus.CounterVec
-	tokenRemaining  prometheus.Histogram
-	syncRefreshes   *prometheus.CounterVec
+	registry       *prometheus.Registry
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	tokensServed   *prometheus.CounterVec
+	tokenRemaining prometheus.Histogram
+	syncRefreshes  *prometheus.CounterVec
+	// tokenReads: where the token path found the token (tokencache.go).
+	tokenReads      *prometheus.CounterVec
 	unknownProvider string
+	// The proxy's (proxy.go).
+	proxyRequests         *prometheus.CounterVec
+	proxyUpstreamDuration *prometheus.HistogramVec
+	proxyUnauthorized     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -64,9 +70,27 @@ func newMetrics() *metrics {
 			Name: "tokenwarden_sync_refreshes_total",
 			Help: "Refreshes the token endpoint waited for, by outcome.",
 		}, []string{"outcome"}),
+		tokenReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenwarden_token_reads_total",
+			Help: "Token reads of the token endpoint by source: cache (no Vault read) or vault.",
+		}, []string{"source"}),
 		unknownProvider: "unknown",
+		proxyRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenwarden_proxy_requests_total",
+			Help: "Requests through the proxy by provider and status: the provider's HTTP status, or the gateway's error code when the provider did not answer (canceled: the caller went away).",
+		}, []string{"provider", "status"}),
+		proxyUpstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokenwarden_proxy_upstream_duration_seconds",
+			Help:    "Time until the provider's API answered (headers) a proxied request, by provider; retries count apart.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"provider"}),
+		proxyUnauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenwarden_proxy_unauthorized_total",
+			Help: "Upstream 401 answers to proxied requests by provider and what the proxy did (retried, body_not_replayable, refresh_failed, refresh_throttled).",
+		}, []string{"provider", "outcome"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.tokensServed, m.tokenRemaining, m.syncRefreshes,
+	m.registry.MustRegister(m.proxyRequests, m.proxyUpstreamDuration, m.proxyUnauthorized)
+	m.registry.MustRegister(m.requests, m.duration, m.tokensServed, m.tokenRemaining, m.syncRefreshes, m.tokenReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

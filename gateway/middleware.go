@@ -146,8 +146,9 @@ func (s *Server) recovery(c *gin.Context) {
 // limitBody caps request bodies. A declared length over the limit is
 // refused at once; a body that grows past it fails its decoding.
 func (s *Server) limitBody(c *gin.Context) {
-	if s.d.Codec != nil && strings.HasPrefix(c.Request.URL.Path, codecPrefix) {
-		// The codec takes batches of payloads under its own, larger limit.
+	if s.d.Codec != nil && strings.HasPrefix(c.Request.URL.Path, codecPrefix) || isProxyRoute(c) {
+		// The codec takes batches of payloads under its own, larger limit;
+		// the proxy streams bodies of any size (proxy.go).
 		c.Next()
 		return
 	}

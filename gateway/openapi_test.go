@@ -189,6 +189,7 @@ func TestOpenAPIErrorCodes(t *testing.T) {
 		CodeNotFound, CodeUnknownProvider, CodeUnsupportedGrant, CodeLinkRevoked, CodeReauthRequired,
 		CodeLinkPending, CodeLinkFailed, CodeRateLimited, CodeUnavailable, CodeRefreshFailed,
 		CodeConflict, CodeInternal, CodeUnsupportedMediaType, CodeIdempotencyMismatch,
+		CodeProxyNotConfigured, CodeUpstreamUnavailable, CodeInsufficientScope,
 	}
 	assert.ElementsMatch(t, codes, documented)
 }

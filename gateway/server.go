@@ -87,6 +87,11 @@ type Config struct {
 	// MetricsHandler on a listener of its own (an address only the
 	// monitoring network reaches).
 	MetricsSeparate bool
+	// TokenCacheLease is how long the token cache may go without word
+	// from PostgreSQL before it stops serving (tokencache.go), and how
+	// long a revoke waits before it answers; default 1s. Negative turns
+	// the cache off: every token read is one Vault read.
+	TokenCacheLease time.Duration
 }
 
 // Defaults of Config.
@@ -98,6 +103,7 @@ const (
 	DefaultRateLimit            = rate.Limit(50)
 	DefaultRateBurst            = 100
 	DefaultMaxBodyBytes         = 64 << 10
+	DefaultTokenCacheLease      = time.Second
 
 	// CallbackPath is the OAuth redirect endpoint, relative to PublicURL.
 	CallbackPath = "/v1/oauth/callback"
@@ -137,6 +143,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StatsInterval <= 0 {
 		c.StatsInterval = DefaultStatsInterval
+	}
+	if c.TokenCacheLease == 0 {
+		c.TokenCacheLease = DefaultTokenCacheLease
 	}
 	return c
 }
@@ -200,7 +209,10 @@ type Server struct {
 	// linkStatus knows which links must not serve a token (nil without
 	// a database).
 	linkStatus *statusWatch
-	now        func() time.Time
+	// tokens caches access tokens (nil without a database, or off).
+	tokens *tokenCache
+	proxy  *proxyState
+	now    func() time.Time
 }
 
 var ginMode sync.Once
@@ -230,6 +242,7 @@ func New(d Deps, cfg Config) *Server {
 		authFail: newAuthFailures(),
 		limits:   newLimiters(cfg.RateLimit, cfg.RateBurst),
 		linkProv: newProviderCache(),
+		proxy:    newProxyState(),
 		now:      time.Now,
 	}
 	for _, o := range cfg.AllowedReturnOrigins {
@@ -246,6 +259,10 @@ func New(d Deps, cfg Config) *Server {
 		s.linkStatus = newStatusWatch(storeStatusSource{d.Store}, func(ctx context.Context, tenant, id string) (store.Link, error) {
 			return s.store.GetLink(ctx, tenant, id)
 		}, logger)
+		if cfg.TokenCacheLease > 0 {
+			s.tokens = newTokenCache(d.Store.Pool(), cfg.TokenCacheLease, logger)
+			s.tokens.start()
+		}
 	}
 	s.engine = s.routes()
 	return s
@@ -256,6 +273,7 @@ func New(d Deps, cfg Config) *Server {
 // read for a while).
 func (s *Server) Close() {
 	s.linkStatus.close()
+	s.tokens.close()
 	s.stats.close()
 }
 
@@ -315,6 +333,10 @@ func (s *Server) routes() *gin.Engine {
 	e.GET(CallbackPath, s.oauthCallback)
 	e.GET(CallbackPath+"/:state", s.oauthCallback)
 	e.GET(StartPath+"/:state", s.oauthStart)
+	// The connect page: the session token in its link is the credential.
+	e.GET(ConnectPath, s.connectPage)
+	e.POST(ConnectPath, s.connectSubmit)
+	e.GET(connectCSSPath, s.serveConnectCSS)
 
 	v1 := e.Group("/v1", s.authenticate, s.rateLimit)
 	v1.GET("/providers", s.listProviders)
@@ -327,6 +349,10 @@ func (s *Server) routes() *gin.Engine {
 	v1.POST("/links/:id/revoke", s.revokeLink)
 	v1.POST("/links/:id/reauthorize", s.reauthorizeLink)
 	v1.GET("/links/:id/events", s.listEvents)
+	v1.POST("/connect/sessions", s.createConnectSession)
+	for _, m := range proxyMethods {
+		v1.Handle(m, proxyRoute, s.proxyLink)
+	}
 	v1.GET("/webhook", s.getWebhook)
 	v1.PUT("/webhook", s.putWebhook)
 	v1.DELETE("/webhook", s.deleteWebhook)

@@ -50,10 +50,15 @@ func (s *Server) getToken(c *gin.Context) {
 		}
 		minTTL = time.Duration(n) * time.Second
 	}
+	wantScopes, connect, err := scopeQuery(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	ctx := c.Request.Context()
 	tenant := tenantOf(c)
 
-	tok, err := s.secrets.ReadAccessToken(ctx, tenant, id)
+	tok, err := s.readAccess(ctx, tenant, id)
 	if err != nil {
 		s.fail(c, s.missingToken(ctx, tenant, id, err))
 		return
@@ -62,6 +67,12 @@ func (s *Server) getToken(c *gin.Context) {
 	// its token, even when the write that wipes it from Vault has not
 	// happened (yet): a map lookup, no extra read.
 	if err := s.linkStatus.refusal(ctx, tenant, id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	// Scopes asked for are checked against those stored with the token
+	// just read: no further read unless the answer is a connect URL.
+	if err := s.checkScopes(ctx, tenant, id, wantScopes, tok.Value.Scopes, connect); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -82,7 +93,7 @@ func (s *Server) getToken(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		if tok, err = s.secrets.ReadAccessToken(ctx, tenant, id); err != nil {
+		if tok, err = s.readAccessFromVault(ctx, tenant, id); err != nil {
 			s.fail(c, s.missingToken(ctx, tenant, id, err))
 			return
 		}
@@ -342,6 +353,10 @@ func (s *Server) refreshLink(c *gin.Context) {
 		s.fail(c, s.refreshError(ctx, tenant, id, err))
 		return
 	}
+	// The caller's next read here gets the new token, not one cached
+	// before the links row's notification arrives (a client forcing a
+	// refresh after a 401 must not get the rejected token back).
+	s.tokens.drop(tenant + "/" + id)
 	c.JSON(http.StatusOK, refreshResponse{ExpiresAt: res.ExpiresAt.UTC(), VaultVersion: res.VaultVersion, Refreshed: true})
 }
 
@@ -455,7 +470,7 @@ func (s *Server) revokeLink(c *gin.Context) {
 	}
 	switch {
 	case err == nil && st.Status == workflows.StatusRevoked:
-		c.JSON(http.StatusOK, revoked)
+		s.revoked(c, tenant, id, revoked)
 		return
 	case err == nil, gone(err):
 		// An update that reached a workflow which had just ended
@@ -465,11 +480,11 @@ func (s *Server) revokeLink(c *gin.Context) {
 			s.fail(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, revoked)
+		s.revoked(c, tenant, id, revoked)
 		return
 	}
 	if ls, ok := workflows.LinkStatusOf(err); ok && ls.Status == workflows.StatusRevoked {
-		c.JSON(http.StatusOK, revoked)
+		s.revoked(c, tenant, id, revoked)
 		return
 	}
 	if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
@@ -480,6 +495,13 @@ func (s *Server) revokeLink(c *gin.Context) {
 		return
 	}
 	s.fail(c, err)
+}
+
+// revoked answers a revoke that is done, once no gateway's token cache
+// can serve the link's token any more.
+func (s *Server) revoked(c *gin.Context, tenant, id string, body gin.H) {
+	s.tokens.forget(c.Request.Context(), tenant+"/"+id)
+	c.JSON(http.StatusOK, body)
 }
 
 // revokeOrphan revokes a link whose workflow is gone.
@@ -517,13 +539,26 @@ type reauthorizeRequest struct {
 	// without it, such a re-authorization is refused and the link stays
 	// as it was.
 	AllowSubjectChange bool `json:"allow_subject_change"`
+	// Scopes are additional scopes (incremental consent): the provider is
+	// asked for the link's scopes and these. They also let a live link
+	// (active, degraded) be re-authorized, keeping its token until the
+	// new grant replaces it.
+	Scopes []string `json:"scopes"`
+}
+
+// reauthorizeResult is the answer of a re-authorization.
+type reauthorizeResult struct {
+	ID               string `json:"id"`
+	Status           string `json:"status"`
+	AuthorizationURL string `json:"authorization_url,omitempty"`
 }
 
 // reauthorizeLink gives a link that lost its grant new grant material:
 // a new consent URL for authorization_code, new credentials for
 // password, a nudge for client_credentials (whose client secret an
-// operator fixed). Only links in reauth_required qualify; a failed link
-// has ended and is replaced by a new one.
+// operator fixed). Only links in reauth_required qualify, and live ones
+// given additional scopes; a failed link has ended and is replaced by a
+// new one.
 func (s *Server) reauthorizeLink(c *gin.Context) {
 	id, ok := s.linkID(c)
 	if !ok {
@@ -534,41 +569,42 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	ctx := c.Request.Context()
-	tenant := tenantOf(c)
-	link, err := s.store.GetLink(ctx, tenant, id)
+	res, status, err := s.reauthorize(c.Request.Context(), tenantOf(c), id, req)
 	if err != nil {
-		s.fail(c, storeError(err))
+		s.fail(c, err)
 		return
 	}
-	if link.Status != string(workflows.StatusReauthRequired) {
-		// Revoked, pending and failed links get their own codes; an
-		// active one a plain conflict.
-		if e := statusError(link.Status, ""); e != nil {
-			e.msg += "; only links in reauth_required can be re-authorized"
-			s.fail(c, e)
-			return
-		}
-		s.fail(c, errConflict(CodeConflict, fmt.Sprintf("the link is %s; only links in reauth_required can be re-authorized", link.Status)))
-		return
+	c.JSON(status, res)
+}
+
+// reauthorize re-authorizes link id: the API's path and the connect
+// page's. It answers with the HTTP status: 200 with an authorization URL
+// for authorization_code (the callback signals the workflow once the
+// end-user consents), 202 once the workflow was told to enroll again.
+func (s *Server) reauthorize(ctx context.Context, tenant, id string, req reauthorizeRequest) (reauthorizeResult, int, error) {
+	if err := validScopes(req.Scopes); err != nil {
+		return reauthorizeResult{}, 0, err
+	}
+	link, err := s.store.GetLink(ctx, tenant, id)
+	if err != nil {
+		return reauthorizeResult{}, 0, storeError(err)
+	}
+	if e := reauthorizable(link, req.Scopes); e != nil {
+		return reauthorizeResult{}, 0, e
 	}
 	p, entry, ok := s.d.Providers.Get(link.Provider)
 	if !ok {
-		s.fail(c, errConflict(CodeConflict,
-			fmt.Sprintf("provider %q of this link is no longer in the catalog", link.Provider)))
-		return
+		return reauthorizeResult{}, 0, errConflict(CodeConflict,
+			fmt.Sprintf("provider %q of this link is no longer in the catalog", link.Provider))
 	}
 	if link.GrantType != providers.GrantPassword && req.Credentials != nil {
-		s.fail(c, errBadRequest(`"credentials" are only for the password grant`))
-		return
+		return reauthorizeResult{}, 0, errBadRequest(`"credentials" are only for the password grant`)
 	}
 	if link.GrantType != providers.GrantAuthorizationCode && req.ReturnURL != "" {
-		s.fail(c, errBadRequest(`"return_url" is only for the authorization_code grant`))
-		return
+		return reauthorizeResult{}, 0, errBadRequest(`"return_url" is only for the authorization_code grant`)
 	}
 	if req.AllowSubjectChange && link.GrantType != providers.GrantAuthorizationCode && link.GrantType != providers.GrantPassword {
-		s.fail(c, errBadRequest(`"allow_subject_change" is only for grants with an end-user (authorization_code, password)`))
-		return
+		return reauthorizeResult{}, 0, errBadRequest(`"allow_subject_change" is only for grants with an end-user (authorization_code, password)`)
 	}
 
 	// The old grant keeps the link's scopes and parameters.
@@ -577,69 +613,63 @@ func (s *Server) reauthorizeLink(c *gin.Context) {
 	case errors.Is(err, secrets.ErrNotFound):
 		old = secrets.Versioned[providers.Grant]{Value: providers.Grant{Type: link.GrantType, Scopes: link.Scopes}, Version: -1}
 	case err != nil:
-		s.fail(c, err)
-		return
+		return reauthorizeResult{}, 0, err
 	}
-	g := providers.Grant{Type: link.GrantType, Scopes: old.Value.Scopes, Params: old.Value.Params,
+	scopes, err := grantScopes(old.Value.Scopes, req.Scopes, entry)
+	if err != nil {
+		return reauthorizeResult{}, 0, err
+	}
+	g := providers.Grant{Type: link.GrantType, Scopes: scopes, Params: old.Value.Params,
 		AllowSubjectChange: req.AllowSubjectChange}
 
 	switch link.GrantType {
 	case providers.GrantAuthorizationCode:
 		if req.ReturnURL != "" {
 			if err := s.validReturnURL(req.ReturnURL); err != nil {
-				s.fail(c, err)
-				return
+				return reauthorizeResult{}, 0, err
 			}
 		}
 		auth, err := s.newAuthRequest(p, entry, "", g.Scopes, g.Params)
 		if err != nil {
-			s.fail(c, err)
-			return
+			return reauthorizeResult{}, 0, err
 		}
 		g.CodeVerifier, g.RedirectURL = auth.verifier, auth.redirect
 		if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
-			s.fail(c, err)
-			return
+			return reauthorizeResult{}, 0, err
 		}
 		if err := s.store.PutOAuthState(ctx, auth.state,
 			auth.oauthState(tenant, id, req.ReturnURL, s.now().Add(s.cfg.AuthorizationTimeout))); err != nil {
-			s.fail(c, storeError(err))
-			return
+			return reauthorizeResult{}, 0, storeError(err)
 		}
 		// The callback signals the workflow once the end-user consents.
-		c.JSON(http.StatusOK, gin.H{"id": id, "status": link.Status, "authorization_url": auth.url})
-		return
+		return reauthorizeResult{ID: id, Status: link.Status, AuthorizationURL: auth.url}, http.StatusOK, nil
 	case providers.GrantPassword:
 		if err := validCredentials(req.Credentials); err != nil {
-			s.fail(c, err)
-			return
+			return reauthorizeResult{}, 0, err
 		}
 		g.Username, g.Password = req.Credentials.Username, req.Credentials.Password
 		if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
-			s.fail(c, err)
-			return
+			return reauthorizeResult{}, 0, err
 		}
 	case providers.GrantClientCredentials:
-		if old.Version < 0 {
+		// The request part is all a client_credentials grant holds, so
+		// it is written again when the scopes change.
+		if old.Version < 0 || len(req.Scopes) > 0 {
 			if _, err := s.secrets.WriteGrant(ctx, tenant, id, g, -1); err != nil {
-				s.fail(c, err)
-				return
+				return reauthorizeResult{}, 0, err
 			}
 		}
 	default:
-		s.fail(c, newError(http.StatusBadRequest, CodeUnsupportedGrant,
-			fmt.Sprintf("links with grant %q cannot be re-authorized; create a new link", link.GrantType)))
-		return
+		return reauthorizeResult{}, 0, newError(http.StatusBadRequest, CodeUnsupportedGrant,
+			fmt.Sprintf("links with grant %q cannot be re-authorized; create a new link", link.GrantType))
 	}
 	err = s.d.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(tenant, id), "", workflows.SignalReauthorize,
 		workflows.ReauthorizeRequest{GrantType: link.GrantType})
 	if err != nil {
 		if gone(err) {
-			s.fail(c, s.linkStateError(ctx, tenant, id, errConflict(CodeLinkFailed, "the link's workflow has ended; create a new link")))
-			return
+			return reauthorizeResult{}, 0, s.linkStateError(ctx, tenant, id, errConflict(CodeLinkFailed, "the link's workflow has ended; create a new link"))
 		}
-		s.fail(c, fmt.Errorf("signal reauthorize to link %s: %w", id, err))
-		return
+		return reauthorizeResult{}, 0, fmt.Errorf("signal reauthorize to link %s: %w", id, err)
 	}
-	c.JSON(http.StatusAccepted, gin.H{"id": id, "status": "reauthorizing"})
+	return reauthorizeResult{ID: id, Status: "reauthorizing"}, http.StatusAccepted, nil
 }

@@ -338,10 +338,14 @@ func TestRoutes(t *testing.T) {
 		{"POST", "/v1/links/{id}/refresh"}, {"POST", "/v1/links/{id}/revoke"}, {"POST", "/v1/links/{id}/reauthorize"},
 		{"GET", "/v1/links/{id}/events"}, {"GET", "/v1/webhook"}, {"PUT", "/v1/webhook"}, {"DELETE", "/v1/webhook"},
 		{"POST", "/v1/webhook/rotate-secret"},
+		{"GET", ConnectPath}, {"POST", ConnectPath}, {"GET", connectCSSPath}, {"POST", "/v1/connect/sessions"},
 	} {
 		assert.Contains(t, got, want)
 	}
-	assert.Len(t, got, 22)
+	for _, m := range proxyMethods {
+		assert.Contains(t, got, Route{m, "/v1/links/{id}/proxy/{path}"})
+	}
+	assert.Len(t, got, 26+len(proxyMethods))
 }
 
 func TestMetricsEndpoint(t *testing.T) {

@@ -49,6 +49,10 @@ type Entry struct {
 	// RedirectState is how the authorization redirect carries the state
 	// back to the gateway's callback.
 	RedirectState RedirectState `json:"redirect_state,omitempty"`
+	// API is where the provider's API is and how much of it the gateway's
+	// proxy (/v1/links/{id}/proxy/...) may use; a zero BaseURL means the
+	// catalog names no API and the proxy refuses the provider's links.
+	API API `json:"api,omitzero"`
 }
 
 // RedirectState says where the OAuth state rides on the way back from
@@ -289,6 +293,12 @@ type rawEntry struct {
 	// limit) differs from unset (the default).
 	ForcedRefreshInterval *Duration     `yaml:"forced_refresh_interval"`
 	RedirectState         RedirectState `yaml:"redirect_state"`
+	// The provider's API, for the gateway's proxy (Entry.API).
+	APIBaseURL       string  `yaml:"api_base_url"`
+	APIAllowInternal bool    `yaml:"api_allow_internal"`
+	APIRateLimit     float64 `yaml:"api_rate_limit"`
+	APIBurst         int     `yaml:"api_burst"`
+	APIMaxConcurrent int     `yaml:"api_max_concurrent"`
 }
 
 var (
@@ -418,6 +428,9 @@ func loadEntry(n *yaml.Node, i int, kinds map[string]Kind) (ce catalogEntry, lab
 	if e.ForcedRefreshInterval < 0 || e.ForcedRefreshInterval > time.Hour {
 		add("forced_refresh_interval %s must be from 0s to 1h", e.ForcedRefreshInterval)
 	}
+	var apiProblems []string
+	e.API, apiProblems = loadAPI(raw)
+	problems = append(problems, apiProblems...)
 	if e.AuthStyle == "" {
 		e.AuthStyle = AuthStyleAuto
 	}

@@ -201,6 +201,7 @@ Ctrl-C stops everything; state stays in %[6]s (make reset deletes it).
 		info.PostgresURL, peer.Issuer, apiKey, simPorts.Norman, simPorts.Demobank)
 
 	printViews(stdout, info.TemporalUIURL, info.TemporalNamespace, time.Now())
+	go printConnectURL(runCtx, stdout, gatewayURL, apiKey, logger)
 
 	go seedDemo(runCtx, gatewayURL, apiKey, logger)
 

@@ -55,11 +55,15 @@ func TestDevStack(t *testing.T) {
 		}
 	})
 	running := make(chan struct{})
+	connectURL := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			if strings.Contains(sc.Text(), "Tokenwarden is running.") {
 				close(running)
+			}
+			if u, ok := strings.CutPrefix(sc.Text(), "Connect page  "); ok {
+				connectURL <- u
 			}
 		}
 	}()
@@ -132,6 +136,7 @@ func TestDevStack(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 
+	devConnectPageWorks(t, connectURL)
 	uiViewsWork(t, ui)
 	for _, l := range links.Links {
 		if l.Provider == "oidc-peer" {

@@ -76,6 +76,8 @@ func runLinks(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		run = linksRevoke
 	case "events":
 		run = linksEvents
+	case "call":
+		run = linksCall
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, linksUsage)
 		return nil

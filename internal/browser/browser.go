@@ -7,6 +7,7 @@ package browser
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,23 +18,42 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/testenv"
 )
 
-// Step is one step of a walk: optionally go to a URL, click the element
-// with exactly this text, wait until every Expect text is on the page
-// (frames included), and take a screenshot.
+// Step is one step of a walk: optionally go to a URL, fill in form
+// fields, click the button (else the link, else any element) with exactly
+// this text, wait until every
+// Expect text is on the page (frames included) and the page's URL
+// contains ExpectURL, and take a screenshot.
 type Step struct {
-	Goto       string   `json:"goto,omitempty"`
-	Click      string   `json:"click,omitempty"`
-	Expect     []string `json:"expect,omitempty"`
-	Screenshot string   `json:"screenshot,omitempty"`
+	Goto string `json:"goto,omitempty"`
+	// Fill types values into form fields, each found by its label's
+	// exact text, else by its name attribute.
+	Fill       map[string]string `json:"fill,omitempty"`
+	Click      string            `json:"click,omitempty"`
+	Expect     []string          `json:"expect,omitempty"`
+	ExpectURL  string            `json:"expect_url,omitempty"`
+	Screenshot string            `json:"screenshot,omitempty"`
 }
 
-// Result is what the walk saw: the step it stopped at and the texts it
-// did not find there.
+// Result is what the walk saw: the step it stopped at, the texts it did
+// not find there (an ExpectURL not reached counts as missing, prefixed
+// "url: "), and the page's URL when it stopped.
 type Result struct {
 	OK      bool     `json:"ok"`
 	Step    int      `json:"step"`
 	Missing []string `json:"missing"`
 	Error   string   `json:"error,omitempty"`
+	URL     string   `json:"url,omitempty"`
+}
+
+// Where is the page the walk stopped at, without its query and
+// fragment (they may carry codes or states), for messages.
+func (r Result) Where() string {
+	u, err := url.Parse(r.URL)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.Redacted()
 }
 
 // ArtifactsDir is where screenshots go: $TOKENWARDEN_ARTIFACTS, else

@@ -168,6 +168,7 @@ func Start(t testing.TB, o Options) *Stack {
 		Temporal: s.Temporal, Store: s.Store, Secrets: s.GatewaySecrets, Providers: s.Registry, Logger: s.Logger,
 		Checks: []health.Check{health.Temporal(s.Temporal, s.Info.TemporalAddress), health.Vault(s.Vault), health.Postgres(s.Pool)},
 	}, cfg)
+	t.Cleanup(s.GatewaySrv.Close) // before the pool closes: its background work uses it
 	s.Gateway.Config.Handler = s.GatewaySrv.Handler()
 	s.Client = tokenwarden.NewClient(s.Gateway.URL, key)
 

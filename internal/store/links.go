@@ -257,8 +257,8 @@ func (s *Store) ListLinks(ctx context.Context, tenantID string, f ListFilter) ([
 }
 
 // LinkState is a workflow's view of a link after a transition. It replaces
-// the stored state wholesale, except that a nil Metadata keeps the stored
-// metadata.
+// the stored state wholesale, except that a nil Metadata or Scopes keeps
+// the stored value.
 type LinkState struct {
 	TenantID string
 	LinkID   string
@@ -272,6 +272,9 @@ type LinkState struct {
 	LastError        string
 	RefreshCount     int
 	Metadata         map[string]any
+	// Scopes are the scopes the provider granted with the link's current
+	// token; nil keeps the stored ones.
+	Scopes []string
 }
 
 // UpdateLinkState writes st unless the stored state is as new or newer
@@ -307,11 +310,12 @@ func updateLinkState(ctx context.Context, db DBTX, st LinkState) (bool, error) {
 			last_error = $8,
 			refresh_count = $9,
 			metadata = coalesce($10::jsonb, metadata),
+			scopes = coalesce($11::text[], scopes),
 			state_seq = $3,
 			updated_at = now()
 		WHERE tenant_id = $1 AND id = $2 AND state_seq < $3`,
 		st.TenantID, st.LinkID, st.Seq, st.Status, st.ExpiresAt, st.RefreshExpiresAt,
-		st.NextRefreshAt, nullString(st.LastError), st.RefreshCount, metadata,
+		st.NextRefreshAt, nullString(st.LastError), st.RefreshCount, metadata, st.Scopes,
 	)
 	if err != nil {
 		return false, fmt.Errorf("store: update link state %q: %w", st.LinkID, err)

@@ -8,7 +8,10 @@
 // It is Everifin's Keycloak simulator configured for finAPI: the
 // Keycloak behaviour (errors, sessions, logout, rotation, faults) is
 // documented there. The logout endpoint is Keycloak's; finAPI's seed
-// does not mention it.
+// does not mention it. So is the userinfo endpoint, the service call the
+// proxy's tests make: the seed names no Demobank API path, only that "a
+// service call" with an expired token "will result in a HTTP code 401",
+// which userinfo answers too.
 package sim
 
 import (

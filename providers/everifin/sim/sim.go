@@ -30,7 +30,15 @@
 //     401 invalid_grant "Invalid user credentials" for a wrong password,
 //     400 invalid_grant "Account disabled" for a disabled user, 401
 //     unauthorized_client "Invalid client or Invalid client credentials"
-//     for a wrong client secret.
+//     for a wrong client secret;
+//   - the userinfo endpoint (OpenID Connect's, the API every Keycloak
+//     realm serves; the seed's "API" that answers "401 Unauthorized" once
+//     the access token has expired) takes the access token as a Bearer
+//     header (GET or POST) and answers {"sub","preferred_username",
+//     "email_verified"}; an unknown or expired token, or one whose
+//     session has ended (Keycloak checks the session there), gets 401
+//     {"error":"invalid_token",...} with WWW-Authenticate. Faults do not
+//     apply to it; it counts as "userinfo".
 package sim
 
 import (
@@ -215,6 +223,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc(base+"auth", s.handleAuth)
 	s.mux.HandleFunc("POST "+base+"token", s.handleToken)
 	s.mux.HandleFunc("POST "+base+"logout", s.handleLogout)
+	s.mux.HandleFunc(base+"userinfo", s.handleUserinfo)
 	// The admin surface (tokenwarden dev) at /_sim/: fail, ratelimit
 	// (retry_after in seconds), malformed, expire-refresh, expire-access,
 	// end-sessions, lock?user=, unlock?user=, temp-lock?user=, stats.
@@ -600,6 +609,31 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleUserinfo is OpenID Connect's userinfo endpoint.
+func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
+	s.Hit("userinfo")
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		writeError(w, http.StatusMethodNotAllowed, "invalid_request", "Method not allowed")
+		return
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	a := s.access[tok]
+	live := ok && a != nil && s.opts.Now().Before(a.expires) && !a.sess.ended
+	var user string
+	if live {
+		user = a.sess.user
+	}
+	s.mu.Unlock()
+	if !live {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm=%q, error="invalid_token", error_description="Token verification failed"`, s.opts.Realm))
+		writeError(w, http.StatusUnauthorized, "invalid_token", "Token verification failed")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sub": user, "preferred_username": user, "email_verified": false})
 }
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>

@@ -35,6 +35,12 @@
 //     otherwise, with a message that names the field, never its value.
 //   - Options.Paths serves other paths (the seed's /oauth/token and
 //     /users at the root, for instance).
+//   - GET {users} is finAPI's "get authorized user", the user endpoint of
+//     a service call "in the context of a user": a live user token
+//     answers the user ({id, password "XXXXX", email, phone,
+//     isAutoUpdateEnabled}), a client token 403 FORBIDDEN, anything else
+//     401 UNAUTHORIZED_ACCESS. Faults do not apply to it; it counts as
+//     "users:get".
 package sim
 
 import (
@@ -290,6 +296,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case s.opts.Paths.Users:
 		name = "users"
+		if r.Method == http.MethodGet {
+			s.Hit("users:get")
+			s.authorizedUser(w, r)
+			return
+		}
 	case s.opts.Paths.Revoke:
 		name = "revoke"
 	default:
@@ -486,6 +497,31 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 	simulator.WriteJSON(w, http.StatusCreated, map[string]any{
 		"id": u.id, "password": u.password, "email": body.Email, "phone": body.Phone,
 		"isAutoUpdateEnabled": u.autoUpdate,
+	})
+}
+
+// authorizedUser is GET {users}: the user of the Bearer user token.
+func (s *Server) authorizedUser(w http.ResponseWriter, r *http.Request) {
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	t := s.live(bearer)
+	switch {
+	case ok && t != nil && t.kind == "client":
+		s.apiError(w, r, http.StatusForbidden, "FORBIDDEN", "BUSINESS", "This call needs a user token")
+		return
+	case !ok || t == nil || t.kind != "access" || s.users[t.user] == nil:
+		s.apiError(w, r, http.StatusUnauthorized, "UNAUTHORIZED_ACCESS", "BUSINESS", "Not authorized")
+		return
+	}
+	u := s.users[t.user]
+	var email, phone *string
+	if u.email != "" {
+		email = &u.email
+	}
+	if u.phone != "" {
+		phone = &u.phone
+	}
+	simulator.WriteJSON(w, http.StatusOK, map[string]any{
+		"id": u.id, "password": "XXXXX", "email": email, "phone": phone, "isAutoUpdateEnabled": u.autoUpdate,
 	})
 }
 

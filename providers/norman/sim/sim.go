@@ -23,6 +23,13 @@
 //   - token/expire blacklists the refresh token and ends the session it
 //     belongs to, so its access tokens stop working too ("prevent further
 //     API access").
+//   - the user API the guide's example calls, GET
+//     /api/v1/companies/{id}/taxes/reports/ with "Authorization: Bearer
+//     <accessToken>" (and no Institution header), answers a DRF page
+//     {"count","next","previous","results"} for a live access token, and
+//     SimpleJWT's 401 {"detail","code":"token_not_valid"} for a bad,
+//     expired or ended one ({"detail"} alone without a token). Faults do
+//     not apply to it.
 package sim
 
 import (
@@ -33,6 +40,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +54,9 @@ const (
 	PathVerify   = "/api/v1/institution/users/token/verify/"
 	PathExpire   = "/api/v1/institution/users/token/expire/"
 	PathRetrieve = "/api/v1/institution/users/token/retrieve/"
+	// PathTaxReports is the user API call of the guide's example, with
+	// the company id in place of {company}.
+	PathTaxReports = "/api/v1/companies/{company}/taxes/reports/"
 )
 
 // Endpoint names used by Stats.
@@ -181,6 +192,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc(PathVerify, s.api(s.verify))
 	s.mux.HandleFunc(PathExpire, s.api(s.expire))
 	s.mux.HandleFunc(PathRetrieve, s.api(s.retrieve))
+	s.mux.HandleFunc("GET "+PathTaxReports, s.taxReports)
 	s.mux.Handle("/_sim/", simulator.Admin{Faults: &s.Faults, Stats: s.Stats, Strict: true, Actions: map[string]func(url.Values) error{
 		"expire-refresh": simulator.Do(s.ExpireRefreshTokens),
 		"expire-access":  simulator.Do(s.ExpireAccessTokens),
@@ -436,6 +448,31 @@ func (s *Server) expire(w http.ResponseWriter, body map[string]any) {
 	s.tokens[c.JTI].dead = true
 	s.sessions[c.Session] = true
 	simulator.WriteJSON(w, http.StatusOK, map[string]string{})
+}
+
+// taxReports is the user API: the access token in a Bearer header.
+func (s *Server) taxReports(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Hit("tax_reports")
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		simulator.WriteJSON(w, http.StatusUnauthorized, map[string]string{"detail": "Authentication credentials were not provided."})
+		return
+	}
+	c, ok := s.check(tok, "access")
+	if !ok {
+		simulator.WriteJSON(w, http.StatusUnauthorized, map[string]any{
+			"detail": "Given token not valid for any token type",
+			"code":   "token_not_valid",
+		})
+		return
+	}
+	company := r.PathValue("company")
+	simulator.WriteJSON(w, http.StatusOK, map[string]any{
+		"count": 1, "next": nil, "previous": nil,
+		"results": []map[string]any{{"id": 1, "company": company, "type": "vat", "period": "2025-Q1", "created_by": c.User}},
+	})
 }
 
 func notValid(w http.ResponseWriter) {
