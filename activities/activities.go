@@ -41,6 +41,9 @@ type Activities struct {
 	// addresses: for development and tests, never for a multi-tenant
 	// deployment (TOKENWARDEN_WEBHOOKS_TO_INTERNAL).
 	WebhooksToInternal bool
+	// Metrics, when set, counts webhook deliveries (see metrics.go for
+	// the rest, measured around the activities); nil records nothing.
+	Metrics *Metrics
 }
 
 func (a *Activities) now() time.Time {

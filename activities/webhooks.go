@@ -163,6 +163,7 @@ func (a *Activities) DeliverWebhook(ctx context.Context, ev workflows.WebhookEve
 		return fmt.Errorf("deliver %s to %s: %s", ev.ID, host, transportReason(err))
 	}
 	o := judgeDelivery(status, err)
+	a.Metrics.webhookAttempt(o)
 	problem, retrying := o.problem, o.retrying
 	switch {
 	case retrying && lastAttempt(ctx, a.now()):

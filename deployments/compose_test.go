@@ -256,7 +256,7 @@ func secretEnv(name, value string) bool {
 	case "VAULT_TOKEN":
 		return value != "via-vault-proxy"
 	case "TOKENWARDEN_VAULT_ROLE_ID", "TOKENWARDEN_VAULT_SECRET_ID", "TOKENWARDEN_BOOTSTRAP_API_KEY",
-		"TOKENWARDEN_CODEC_KEYS", "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "PGPASSWORD":
+		"TOKENWARDEN_CODEC_KEYS", "TOKENWARDEN_TEMPORAL_API_KEY", "POSTGRES_PASSWORD", "POSTGRES_PWD", "SQL_PASSWORD", "PGPASSWORD":
 		return true
 	}
 	if strings.Contains(value, "://") && strings.Contains(value, "@") {

@@ -160,6 +160,8 @@ func TestHelmChart(t *testing.T) {
 		{"full-values", []string{"-f", filepath.Join(chart, "ci", "full-values.yaml")}, true},
 		// The Vault agent alone, no Secret at all.
 		{"agent-only", []string{"--set", "vault.auth=agentInjector", "--set", "secrets.existingSecret=", "--set", "secrets.gatewayExistingSecret="}, false},
+		// The engine's own Vault Kubernetes login, no Secret at all.
+		{"kubernetes", []string{"--set", "vault.auth=kubernetes", "--set", "secrets.existingSecret=", "--set", "secrets.gatewayExistingSecret="}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,6 +178,7 @@ func TestHelmChart(t *testing.T) {
 				objs[fmt.Sprintf("%T/%s", obj, m.GetName())] = obj
 			}
 			checkChart(t, objs, tc.full, tc.name == "agent-only")
+			checkVaultLogin(t, objs, tc.name == "kubernetes")
 		})
 	}
 	// The chart refuses a grace period the worker's drain does not fit in,
@@ -257,9 +260,7 @@ func checkChart(t *testing.T, objs map[string]any, full, agent bool) {
 		g.ReadinessProbe == nil || g.ReadinessProbe.HTTPGet == nil || g.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("gateway probes: liveness %+v, readiness %+v; want /healthz and /readyz", g.LivenessProbe, g.ReadinessProbe)
 	}
-	if wc := w.Containers[0]; !full && (wc.LivenessProbe != nil || wc.ReadinessProbe != nil) {
-		t.Error("the worker serves no HTTP port: no default probes")
-	}
+	checkWorkerOps(t, objs, w, full)
 	j := jobs[0]
 	if hook := j.Annotations["helm.sh/hook"]; hook != "pre-install,pre-upgrade" {
 		t.Errorf("migration Job hook %q, want pre-install,pre-upgrade", hook)
@@ -290,5 +291,91 @@ func checkChart(t *testing.T, objs map[string]any, full, agent bool) {
 	}
 	if !bytes.Contains([]byte(fmt.Sprint(kinds)), []byte("PodDisruptionBudget:2")) {
 		t.Errorf("want a PodDisruptionBudget each for worker and gateway, got %v", kinds)
+	}
+}
+
+// checkVaultLogin: with vault.auth=kubernetes, the worker and the gateway
+// log in with their own Kubernetes auth role and service account token;
+// otherwise the engine is told nothing of Kubernetes auth.
+func checkVaultLogin(t *testing.T, objs map[string]any, kubernetes bool) {
+	t.Helper()
+	for _, o := range objs {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		env := map[string]string{}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		component := d.Spec.Template.Labels["app.kubernetes.io/component"]
+		if !kubernetes {
+			if env["TOKENWARDEN_VAULT_AUTH"] != "" {
+				t.Errorf("%s: TOKENWARDEN_VAULT_AUTH=%q without vault.auth=kubernetes", d.Name, env["TOKENWARDEN_VAULT_AUTH"])
+			}
+			continue
+		}
+		if env["TOKENWARDEN_VAULT_AUTH"] != "kubernetes" || env["TOKENWARDEN_VAULT_K8S_ROLE"] != "tokenwarden-"+component ||
+			env["TOKENWARDEN_VAULT_K8S_MOUNT"] != "kubernetes" {
+			t.Errorf("%s: Vault login env %v, want kubernetes auth with role tokenwarden-%s at mount kubernetes", d.Name, env, component)
+		}
+		if a := d.Spec.Template.Spec.AutomountServiceAccountToken; a == nil || !*a {
+			t.Errorf("%s: Vault Kubernetes auth needs the service account token mounted", d.Name)
+		}
+		if len(d.Spec.Template.Spec.Containers[0].EnvFrom) != 1 {
+			t.Errorf("%s: envFrom %v, want the ConfigMap only (no Vault credentials in a Secret)", d.Name, d.Spec.Template.Spec.Containers[0].EnvFrom)
+		}
+	}
+}
+
+// checkWorkerOps: the worker's ops port is declared, probed (/healthz,
+// /readyz, unless the values replace the probes), configured, listed by
+// a headless Service, scraped (with serviceMonitor.enabled) and open in
+// the NetworkPolicy; the Temporal TLS values reach the environment.
+func checkWorkerOps(t *testing.T, objs map[string]any, w corev1.PodSpec, full bool) {
+	t.Helper()
+	wc := w.Containers[0]
+	if len(wc.Ports) != 1 || wc.Ports[0].Name != "ops" || wc.Ports[0].ContainerPort != 9090 {
+		t.Errorf("worker ports %+v, want ops 9090", wc.Ports)
+	}
+	if !full && (wc.LivenessProbe == nil || wc.LivenessProbe.HTTPGet == nil || wc.LivenessProbe.HTTPGet.Path != "/healthz" ||
+		wc.LivenessProbe.HTTPGet.Port.String() != "ops" ||
+		wc.ReadinessProbe == nil || wc.ReadinessProbe.HTTPGet == nil || wc.ReadinessProbe.HTTPGet.Path != "/readyz") {
+		t.Errorf("worker probes: liveness %+v, readiness %+v; want /healthz and /readyz on port ops", wc.LivenessProbe, wc.ReadinessProbe)
+	}
+	env, ok := objs["*v1.ConfigMap/tw-tokenwarden-env"].(*corev1.ConfigMap)
+	if !ok {
+		t.Fatal("no ConfigMap tw-tokenwarden-env")
+	}
+	if got := env.Data["TOKENWARDEN_WORKER_OPS_LISTEN"]; got != ":9090" {
+		t.Errorf("TOKENWARDEN_WORKER_OPS_LISTEN %q, want :9090", got)
+	}
+	wantTLS := map[string]string{"TOKENWARDEN_TEMPORAL_TLS": "", "TOKENWARDEN_TEMPORAL_CA_FILE": ""}
+	if full {
+		wantTLS = map[string]string{"TOKENWARDEN_TEMPORAL_TLS": "true", "TOKENWARDEN_TEMPORAL_CA_FILE": "/etc/temporal-tls/ca.crt",
+			"TOKENWARDEN_TEMPORAL_CERT_FILE": "/etc/temporal-tls/tls.crt", "TOKENWARDEN_TEMPORAL_KEY_FILE": "/etc/temporal-tls/tls.key",
+			"TOKENWARDEN_TEMPORAL_SERVER_NAME": "temporal-frontend.example.com", "TOKENWARDEN_LOG_FORMAT": "json"}
+	}
+	for k, v := range wantTLS {
+		if env.Data[k] != v {
+			t.Errorf("%s = %q, want %q", k, env.Data[k], v)
+		}
+	}
+	svc, ok := objs["*v1.Service/tw-tokenwarden-worker-ops"].(*corev1.Service)
+	if !ok || svc.Spec.ClusterIP != corev1.ClusterIPNone || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Name != "ops" ||
+		svc.Spec.Selector["app.kubernetes.io/component"] != "worker" {
+		t.Errorf("worker ops Service: %+v", svc)
+	}
+	if full {
+		sm, ok := objs["*deployments_test.serviceMonitor/tw-tokenwarden-worker"].(*serviceMonitor)
+		if !ok || len(sm.Spec.Endpoints) != 1 || sm.Spec.Endpoints[0].Port != "ops" || sm.Spec.Endpoints[0].Path != "/metrics" ||
+			sm.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "worker" {
+			t.Errorf("worker ServiceMonitor: %+v", sm)
+		}
+	}
+	np, ok := objs["*v1.NetworkPolicy/tw-tokenwarden-worker"].(*networkingv1.NetworkPolicy)
+	if !ok || len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].Ports) != 1 || np.Spec.Ingress[0].Ports[0].Port.String() != "ops" ||
+		np.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"] != "worker" || full != (len(np.Spec.Ingress[0].From) > 0) {
+		t.Errorf("worker NetworkPolicy: %+v", np)
 	}
 }

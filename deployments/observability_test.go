@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -15,22 +18,66 @@ import (
 
 // metricName finds metric names in PromQL; histogram series name their
 // family with a suffix.
-var metricName = regexp.MustCompile(`tokenwarden_[a-z_]+`)
+var metricName = regexp.MustCompile(`(?:tokenwarden|temporal)_[a-z_]+`)
 
-// exportedMetrics are the metric families the code registers (read from
-// the gateway's metrics source, the one place they are declared).
+// exportedMetrics are the metric families the code registers: read from
+// the gateway's and the worker's metrics sources (the places they are
+// declared), and the Temporal SDK's metric names as the worker exports
+// them (cmd/tokenwarden/sdkmetrics.go: counters end in _total, timers
+// are histograms ending in _seconds).
 func exportedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
-	src, err := os.ReadFile("../gateway/metrics.go")
+	names := map[string]bool{}
+	for _, file := range []string{"../gateway/metrics.go", "../activities/metrics.go"} {
+		src, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(names)
+		for _, m := range regexp.MustCompile(`(?:Name:\s*|NewDesc\()"(tokenwarden_[a-z_]+)"`).FindAllSubmatch(src, -1) {
+			names[string(m[1])] = true
+		}
+		if len(names)-n < 5 {
+			t.Fatalf("found only %d metric names in %s; the pattern is stale", len(names)-n, file)
+		}
+	}
+	for _, n := range temporalSDKMetrics(t) {
+		for _, suffix := range []string{"", "_total", "_seconds"} {
+			names[n+suffix] = true
+		}
+	}
+	return names
+}
+
+// temporalSDKMetrics are the metric names the Temporal Go SDK this
+// module builds with emits, from its constants.
+func temporalSDKMetrics(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/sdk").Output()
+	if err != nil {
+		t.Fatalf("go list -m go.temporal.io/sdk: %v", err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "internal", "common", "metrics", "constants.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?:Name:\s*|NewDesc\()"(tokenwarden_[a-z_]+)"`).FindAllSubmatch(src, -1) {
-		names[string(m[1])] = true
+	consts := map[string]string{"TemporalMetricsPrefix": "temporal_"}
+	defs := regexp.MustCompile(`(?m)^\s*(\w+)\s*=\s*(\w+)\s*\+\s*"([a-z_]+)"`).FindAllStringSubmatch(string(src), -1)
+	for range defs { // definitions may refer to later ones
+		for _, d := range defs {
+			if base, ok := consts[d[2]]; ok {
+				consts[d[1]] = base + d[3]
+			}
+		}
 	}
-	if len(names) < 5 {
-		t.Fatalf("found only %d metric names in gateway/metrics.go; the pattern is stale", len(names))
+	var names []string
+	for k, v := range consts {
+		if k != "TemporalMetricsPrefix" {
+			names = append(names, v)
+		}
+	}
+	if !slices.Contains(names, "temporal_long_request") || len(names) < 30 {
+		t.Fatalf("read %d Temporal SDK metric names (%v); the pattern is stale", len(names), names)
 	}
 	return names
 }
@@ -150,13 +197,14 @@ func TestDashboardAndAlerts(t *testing.T) {
 
 // TestUnknownMetricsFindsPlantedOnes: the check can fail.
 func TestUnknownMetricsFindsPlantedOnes(t *testing.T) {
-	exported := map[string]bool{"tokenwarden_links": true, "tokenwarden_token_remaining_seconds": true}
+	exported := map[string]bool{"tokenwarden_links": true, "tokenwarden_token_remaining_seconds": true, "temporal_long_request_total": true}
 	got := unknownMetrics([]string{
 		`sum(tokenwarden_links)`,
 		`histogram_quantile(0.5, rate(tokenwarden_token_remaining_seconds_bucket[5m]))`,
 		`rate(tokenwarden_refresh_lag_seconds_count[5m])`,
+		`rate(temporal_long_request_total[5m]) + rate(temporal_long_requests_total[5m])`,
 	}, exported)
-	if len(got) != 1 || got[0] != "tokenwarden_refresh_lag_seconds_count" {
-		t.Errorf("unknownMetrics = %v, want the planted tokenwarden_refresh_lag_seconds_count", got)
+	if len(got) != 2 || got[0] != "temporal_long_requests_total" || got[1] != "tokenwarden_refresh_lag_seconds_count" {
+		t.Errorf("unknownMetrics = %v, want the planted temporal_long_requests_total and tokenwarden_refresh_lag_seconds_count", got)
 	}
 }

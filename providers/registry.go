@@ -21,7 +21,9 @@ const DefaultHTTPTimeout = 30 * time.Second
 const openParallel = 4
 
 // Registry is the set of opened providers, by name. It is safe for
-// concurrent use.
+// concurrent use. A registry from Catalog.Open re-opens a provider when
+// one of its client secrets changes in Vault (reload.go); Get always
+// returns the current one.
 type Registry struct {
 	mu      sync.RWMutex
 	entries map[string]registered
@@ -30,6 +32,10 @@ type Registry struct {
 type registered struct {
 	p Provider
 	e Entry
+	// inst is the opening p came from and src how to open it again; both
+	// nil for providers added with Add.
+	inst *instance
+	src  *source
 }
 
 // NewRegistry returns an empty registry; Add fills it. Catalog.Open is
@@ -38,15 +44,19 @@ func NewRegistry() *Registry { return &Registry{entries: map[string]registered{}
 
 // Add registers p under e.Name. Adding a name twice is an error.
 func (r *Registry) Add(e Entry, p Provider) error {
-	if p == nil {
-		return fmt.Errorf("provider %q: nil provider", e.Name)
+	return r.add(registered{p: p, e: e})
+}
+
+func (r *Registry) add(reg registered) error {
+	if reg.p == nil {
+		return fmt.Errorf("provider %q: nil provider", reg.e.Name)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, dup := r.entries[e.Name]; dup {
-		return fmt.Errorf("provider %q: already registered", e.Name)
+	if _, dup := r.entries[reg.e.Name]; dup {
+		return fmt.Errorf("provider %q: already registered", reg.e.Name)
 	}
-	r.entries[e.Name] = registered{p: p, e: e}
+	r.entries[reg.e.Name] = reg
 	return nil
 }
 
@@ -81,7 +91,8 @@ type EndpointReporter interface {
 // references only (env and value ones are read here) and may be nil for
 // a catalog without any. client is used for every provider call; nil
 // means a client with DefaultHTTPTimeout. Every entry that fails is
-// reported in one *CatalogError.
+// reported in one *CatalogError. The registry keeps resolve to open a
+// provider again when its Vault secrets change (reload.go).
 func (c *Catalog) Open(ctx context.Context, resolve Resolver, client *http.Client) (*Registry, error) {
 	if client == nil {
 		client = &http.Client{Timeout: DefaultHTTPTimeout}
@@ -90,10 +101,6 @@ func (c *Catalog) Open(ctx context.Context, resolve Resolver, client *http.Clien
 		cp.Timeout = DefaultHTTPTimeout
 		client = &cp
 	}
-	full := func(ctx context.Context, ref SecretRef) (string, error) {
-		return ResolveSecret(ctx, ref, resolve)
-	}
-
 	reg := NewRegistry()
 	problems := make([]string, len(c.entries))
 	var wg sync.WaitGroup
@@ -104,7 +111,8 @@ func (c *Catalog) Open(ctx context.Context, resolve Resolver, client *http.Clien
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := openEntry(ctx, ce, full, client, reg); err != nil {
+			src := &source{ce: ce, vault: resolve, client: client}
+			if err := reg.openEntry(ctx, src); err != nil {
 				problems[i] = fmt.Sprintf("provider %q: %v", ce.Name, err)
 			}
 		}()
@@ -122,23 +130,52 @@ func (c *Catalog) Open(ctx context.Context, resolve Resolver, client *http.Clien
 	return reg, nil
 }
 
-func openEntry(ctx context.Context, ce catalogEntry, resolve Resolver, client *http.Client, reg *Registry) error {
-	if ce.config == nil {
-		return errors.New("no kind config")
-	}
-	secret, err := resolve(ctx, ce.ClientSecret)
-	if err != nil {
-		return fmt.Errorf("client secret %s: %w", ce.ClientSecret, err)
-	}
-	p, err := ce.config.Open(ctx, ce.Entry, Setup{ClientSecret: secret, HTTPClient: client, Resolve: resolve})
+// openEntry opens src's entry for the first time and registers it.
+func (r *Registry) openEntry(ctx context.Context, src *source) error {
+	inst, e, err := r.open(ctx, src)
 	if err != nil {
 		return err
 	}
+	return r.add(registered{p: inst.p, e: e, inst: inst, src: src})
+}
+
+// open builds a provider from src: resolves its secrets (remembering the
+// Vault ones, to notice when they change) and lets the kind open it with
+// an HTTP client that watches for a rejected client secret.
+func (r *Registry) open(ctx context.Context, src *source) (*instance, Entry, error) {
+	ce := src.ce
+	if ce.config == nil {
+		return nil, Entry{}, errors.New("no kind config")
+	}
+	inst := &instance{vaultValues: map[string]string{}}
+	resolve := func(ctx context.Context, ref SecretRef) (string, error) {
+		v, err := ResolveSecret(ctx, ref, src.vault)
+		if err == nil && ref.Vault != "" {
+			inst.remember(ref.Vault, v)
+		}
+		return v, err
+	}
+	secret, err := resolve(ctx, ce.ClientSecret)
+	if err != nil {
+		return nil, Entry{}, fmt.Errorf("client secret %s: %w", ce.ClientSecret, err)
+	}
+	client := *src.client
+	client.Transport = &rejectWatch{base: src.client.Transport, rejected: func(ctx context.Context) bool {
+		return r.clientRejected(ctx, ce.Name, inst)
+	}}
+	p, err := ce.config.Open(ctx, ce.Entry, Setup{ClientSecret: secret, HTTPClient: &client, Resolve: resolve})
+	if err != nil {
+		return nil, Entry{}, err
+	}
+	if p == nil {
+		return nil, Entry{}, errors.New("nil provider")
+	}
+	inst.p = p
 	e := ce.Entry
 	if er, ok := p.(EndpointReporter); ok {
 		e.Endpoint = er.Endpoint()
 	}
-	return reg.Add(e, p)
+	return inst, e, nil
 }
 
 // ResolveSecret reads ref: the value of an inline reference, the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -24,6 +25,11 @@ type config struct {
 	VaultSecretID     string
 	VaultMount        string
 	VaultPrefix       string
+	// vaultLogin: the Vault login method, secret ID file, Kubernetes auth
+	// (vaultlogin.go).
+	vaultLogin
+	// tracing: OpenTelemetry's service name (tracing.go).
+	tracing
 	DatabaseURL       string
 	Catalog           string
 	Listen            string
@@ -53,6 +59,8 @@ type config struct {
 	MetricsListen string
 	MetricsToken  string
 	StatsInterval time.Duration
+	// TokenCacheLease: see gateway.Config; 0 turns the token cache off.
+	TokenCacheLease time.Duration
 
 	// HTTP server limits of the gateway.
 	ReadHeaderTimeout time.Duration
@@ -63,7 +71,14 @@ type config struct {
 	RateLimit         int
 	RateBurst         int
 
-	// envErr is an environment variable that did not parse.
+	// temporalConn: TLS, mTLS and API key of the Temporal connection
+	// (temporalconn.go); opsConfig: log format, the worker's ops port
+	// (opsserver.go).
+	temporalConn
+	opsConfig
+
+	// envErr is every environment variable that did not parse
+	// (errors.Join; validate lists them one by one).
 	envErr error
 }
 
@@ -86,6 +101,8 @@ func env(name, def string) string {
 func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.TemporalAddress, "temporal-address", env("TOKENWARDEN_TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (TOKENWARDEN_TEMPORAL_ADDRESS)")
 	fs.StringVar(&c.TemporalNamespace, "temporal-namespace", env("TOKENWARDEN_TEMPORAL_NAMESPACE", "tokenwarden"), "Temporal namespace (TOKENWARDEN_TEMPORAL_NAMESPACE)")
+	c.registerTemporalConn(fs)
+	c.registerOps(fs)
 	c.registerVault(fs)
 	fs.StringVar(&c.DatabaseURL, "database-url", env("TOKENWARDEN_DATABASE_URL", "postgres://tokenwarden@127.0.0.1:5433/tokenwarden?sslmode=disable"), "PostgreSQL URL (TOKENWARDEN_DATABASE_URL)")
 	fs.StringVar(&c.Catalog, "catalog", env("TOKENWARDEN_CATALOG", "deployments/dev/catalog.yaml"), "provider catalog YAML (TOKENWARDEN_CATALOG)")
@@ -108,6 +125,7 @@ func (c *config) registerVault(fs *flag.FlagSet) {
 	c.VaultToken = os.Getenv("VAULT_TOKEN")
 	c.VaultRoleID = os.Getenv("TOKENWARDEN_VAULT_ROLE_ID")
 	c.VaultSecretID = os.Getenv("TOKENWARDEN_VAULT_SECRET_ID")
+	c.registerVaultLogin(fs)
 }
 
 // registerWorker adds the worker's own flags.
@@ -116,7 +134,7 @@ func (c *config) registerWorker(fs *flag.FlagSet) {
 	if v := os.Getenv("TOKENWARDEN_WORKER_STOP_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
-			c.envErr = fmt.Errorf("TOKENWARDEN_WORKER_STOP_TIMEOUT=%q is not a positive duration such as 150s", v)
+			c.envErr = errors.Join(c.envErr, fmt.Errorf("TOKENWARDEN_WORKER_STOP_TIMEOUT=%q is not a positive duration such as 150s", v))
 		} else {
 			def = d
 		}
@@ -125,13 +143,11 @@ func (c *config) registerWorker(fs *flag.FlagSet) {
 		"on SIGTERM, how long running activities may take to finish before they are cancelled (TOKENWARDEN_WORKER_STOP_TIMEOUT); keep the orchestrator's grace period above it")
 }
 
-// check reports configuration errors the flag package cannot see.
+// check reports worker settings that cannot work; validate adds the
+// rest (the environment's, the connections').
 func (c *config) check() error {
-	if c.envErr != nil {
-		return c.envErr
-	}
 	if c.WorkerStopTimeout < 0 {
-		return fmt.Errorf("-stop-timeout must not be negative")
+		return fmt.Errorf("-stop-timeout (TOKENWARDEN_WORKER_STOP_TIMEOUT) must not be negative")
 	}
 	return nil
 }
@@ -165,7 +181,7 @@ func (c *config) envDuration(name string, def time.Duration) time.Duration {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		c.envErr = fmt.Errorf("%s=%q is not a positive duration such as 30s", name, v)
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("%s=%q is not a positive duration such as 30s", name, v))
 		return def
 	}
 	return d
@@ -179,7 +195,7 @@ func (c *config) envInt(name string, def int64) int64 {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n <= 0 {
-		c.envErr = fmt.Errorf("%s=%q is not a positive integer", name, v)
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("%s=%q is not a positive integer", name, v))
 		return def
 	}
 	return n
@@ -194,7 +210,7 @@ func (c *config) envBool(name string, def bool) bool {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		c.envErr = fmt.Errorf("%s=%q is not 1, true, 0 or false", name, v)
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("%s=%q is not 1, true, 0 or false", name, v))
 		return def
 	}
 	return b
@@ -221,26 +237,28 @@ func (c *config) gatewayDefaults() {
 	}
 }
 
-// checkGateway reports gateway settings that cannot work.
+// checkGateway reports every gateway setting that cannot work (joined);
+// validate adds the rest.
 func (c *config) checkGateway() error {
-	if c.envErr != nil {
-		return c.envErr
-	}
+	var errs []error
 	longest := gateway.Config{}.LongestWait()
-	switch {
-	case c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.IdleTimeout <= 0:
-		return fmt.Errorf("-read-header-timeout, -read-timeout and -idle-timeout must be positive")
-	case c.WriteTimeout < longest+writeTimeoutSlack:
-		return fmt.Errorf("-write-timeout %s is too short: a forced refresh or a revoke may wait %s for the link's workflow; use at least %s",
-			c.WriteTimeout, longest, longest+writeTimeoutSlack)
-	case c.MaxConnections <= 0:
-		return fmt.Errorf("-max-connections must be positive")
-	case c.CodecMaxBodyBytes <= 0:
-		return fmt.Errorf("-codec-max-body-bytes must be positive")
-	case c.StatsInterval < time.Second:
-		return fmt.Errorf("-stats-interval must be at least 1s")
+	if c.ReadHeaderTimeout <= 0 || c.ReadTimeout <= 0 || c.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("-read-header-timeout, -read-timeout and -idle-timeout (TOKENWARDEN_READ_HEADER_TIMEOUT, TOKENWARDEN_READ_TIMEOUT, TOKENWARDEN_IDLE_TIMEOUT) must be positive"))
 	}
-	return nil
+	if c.WriteTimeout < longest+writeTimeoutSlack {
+		errs = append(errs, fmt.Errorf("-write-timeout (TOKENWARDEN_WRITE_TIMEOUT) %s is too short: a forced refresh or a revoke may wait %s for the link's workflow; use at least %s",
+			c.WriteTimeout, longest, longest+writeTimeoutSlack))
+	}
+	if c.MaxConnections <= 0 {
+		errs = append(errs, fmt.Errorf("-max-connections (TOKENWARDEN_MAX_CONNECTIONS) must be positive"))
+	}
+	if c.CodecMaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("-codec-max-body-bytes (TOKENWARDEN_CODEC_MAX_BODY_BYTES) must be positive"))
+	}
+	if c.StatsInterval < time.Second {
+		errs = append(errs, fmt.Errorf("-stats-interval (TOKENWARDEN_STATS_INTERVAL) must be at least 1s"))
+	}
+	return errors.Join(errs...)
 }
 
 // registerGateway adds the gateway's own flags.
@@ -259,6 +277,14 @@ func (c *config) registerGateway(fs *flag.FlagSet) {
 		"requests an API key may send at once above its rate (TOKENWARDEN_RATE_BURST)")
 	fs.DurationVar(&c.StatsInterval, "stats-interval", c.envDuration("TOKENWARDEN_STATS_INTERVAL", gateway.DefaultStatsInterval),
 		"how often the link and refresh counts of /metrics are read from PostgreSQL (TOKENWARDEN_STATS_INTERVAL)")
+	cacheLease := gateway.DefaultTokenCacheLease
+	if v := os.Getenv("TOKENWARDEN_TOKEN_CACHE_LEASE"); v == "0" || v == "off" {
+		cacheLease = 0
+	} else {
+		cacheLease = c.envDuration("TOKENWARDEN_TOKEN_CACHE_LEASE", cacheLease)
+	}
+	fs.DurationVar(&c.TokenCacheLease, "token-cache-lease", cacheLease,
+		"token cache: how long it serves without word from PostgreSQL, and how long a revoke waits before it answers; 0 turns it off (TOKENWARDEN_TOKEN_CACHE_LEASE)")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.envDuration("TOKENWARDEN_READ_HEADER_TIMEOUT", defaultReadHeaderTimeout),
 		"time to read a request's headers (TOKENWARDEN_READ_HEADER_TIMEOUT)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.envDuration("TOKENWARDEN_READ_TIMEOUT", defaultReadTimeout),

@@ -12,12 +12,12 @@ import (
 	vault "github.com/hashicorp/vault/api"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/health"
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/telemetry"
 	"github.com/tokenwarden/tokenwarden/providers"
 	"github.com/tokenwarden/tokenwarden/providers/builtin"
 )
@@ -38,6 +38,9 @@ type deps struct {
 	// webhooksToInternal lets webhooks reach loopback and private
 	// addresses (TOKENWARDEN_WEBHOOKS_TO_INTERNAL=1; make dev sets it).
 	webhooksToInternal bool
+	// tel traces requests across the process (OpenTelemetry, off unless
+	// the OTEL_* variables ask for it); nil when off.
+	tel *telemetry.Telemetry
 }
 
 func (d *deps) close() {
@@ -46,6 +49,12 @@ func (d *deps) close() {
 	}
 	if d.pool != nil {
 		d.pool.Close()
+	}
+	// Last: spans of the shutdown itself are exported too.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.tel.Shutdown(ctx); err != nil && d.logger != nil {
+		d.logger.Warn("opentelemetry: exporting the last spans failed", "error", err.Error())
 	}
 }
 
@@ -56,12 +65,18 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 	d := &deps{logger: logger, webhooksToInternal: os.Getenv("TOKENWARDEN_WEBHOOKS_TO_INTERNAL") == "1"}
 	// A plain client to wait for Temporal with; the real one needs the
 	// payload codec's keys, which are in Vault.
-	probe, err := client.NewLazyClient(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
-		Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	popts, err := cfg.temporalOptions(slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, err
+	}
+	probe, err := client.NewLazyClient(popts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal client: %w", err)
 	}
 	defer probe.Close()
+	if d.tel, err = telemetry.FromEnv(ctx, cfg.traceServiceName()); err != nil {
+		return nil, err
+	}
 	vcfg := vault.DefaultConfig()
 	vcfg.Address = cfg.VaultAddress
 	vcfg.MaxRetries = 0 // the activities retry; a hidden retry loop only hides outages
@@ -79,7 +94,7 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 		return nil, fmt.Errorf("postgres pool: %w", err)
 	}
 	d.checks = []health.Check{
-		health.Temporal(probe, cfg.TemporalAddress),
+		health.Temporal(probe, cfg.temporalTarget()),
 		health.Vault(d.vault),
 		health.Postgres(d.pool),
 	}
@@ -95,11 +110,15 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 	d.store = store.New(d.pool)
 	d.secrets = secrets.New(d.vault, cfg.VaultMount, cfg.VaultPrefix)
 	// A token revoked or expired before its renewal: the store logs in
-	// again on the first 403 and retries (AppRole only; a VAULT_TOKEN
-	// cannot be renewed by us).
+	// again on the first 403 and retries (login methods only: nothing can
+	// replace a static VAULT_TOKEN).
 	d.secrets.Reauth = relogin
 
-	copts := client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(logger)}
+	copts, err := cfg.temporalOptions(logger)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
 	if d.keyring, err = loadKeyring(ctx, cfg, d.secrets); err != nil {
 		d.close()
 		return nil, err
@@ -109,11 +128,18 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 		copts.FailureConverter = codec.FailureConverter(d.keyring)
 		logger.Info("payload codec on", "current_key", d.keyring.CurrentKeyID())
 	}
+	// Tracing first: the outermost interceptor sees every call.
+	icpts, err := d.tel.TemporalInterceptors(telemetry.LinkUpdates)
+	if err != nil {
+		d.close()
+		return nil, err
+	}
+	copts.Interceptors = append(icpts, copts.Interceptors...)
 	if d.temporal, err = client.NewLazyClient(copts); err != nil {
 		d.close()
 		return nil, fmt.Errorf("temporal client: %w", err)
 	}
-	d.checks[0] = health.Temporal(d.temporal, cfg.TemporalAddress)
+	d.checks[0] = health.Temporal(d.temporal, cfg.temporalTarget())
 
 	cat, err := providers.LoadFile(cfg.Catalog, builtin.Kinds)
 	if err != nil {
@@ -126,78 +152,13 @@ func connect(ctx context.Context, cfg *config, logger *slog.Logger, stderr io.Wr
 	resolve := func(ctx context.Context, ref providers.SecretRef) (string, error) {
 		return d.secrets.Resolve(ctx, ref.Vault)
 	}
-	if d.registry, err = cat.Open(ctx, resolve, nil); err != nil {
+	if d.registry, err = cat.Open(ctx, resolve, d.tel.HTTPClient(providers.DefaultHTTPTimeout)); err != nil {
 		d.close()
 		return nil, fmt.Errorf("provider catalog %s: %w", cfg.Catalog, err)
 	}
+	// A client secret changed in Vault is used without a restart.
+	go d.registry.WatchSecrets(ctx, cfg.ClientSecretReload, logger)
 	return d, nil
-}
-
-// vaultAuth gives the Vault client a token: VAULT_TOKEN as is, or an
-// AppRole login (TOKENWARDEN_VAULT_ROLE_ID/SECRET_ID) renewed in the
-// background for as long as ctx lives. The root token is never needed.
-// For AppRole it returns relogin, which logs in again at once: the secrets
-// store calls it when Vault refuses the current token (403), e.g. after
-// the token was revoked. It is nil for VAULT_TOKEN.
-func vaultAuth(ctx context.Context, c *vault.Client, cfg *config, logger *slog.Logger) (relogin func(context.Context) error, err error) {
-	if cfg.VaultRoleID == "" {
-		if cfg.VaultToken == "" {
-			return nil, errors.New("no Vault credentials: set TOKENWARDEN_VAULT_ROLE_ID and TOKENWARDEN_VAULT_SECRET_ID (AppRole) or VAULT_TOKEN")
-		}
-		c.SetToken(cfg.VaultToken)
-		return nil, nil
-	}
-	ttl, err := approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID)
-	if err != nil {
-		return nil, err
-	}
-	relogin = func(ctx context.Context) error {
-		if _, err := approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID); err != nil {
-			logger.Error("vault refused the token and the AppRole login failed", "error", err)
-			return err
-		}
-		logger.Warn("vault refused the token (revoked or expired); logged in again with AppRole")
-		return nil
-	}
-	go func() {
-		for {
-			// Log in again at two thirds of the token's life.
-			wait := ttl * 2 / 3
-			if wait < 10*time.Second {
-				wait = 10 * time.Second
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			if ttl, err = approleLogin(ctx, c, cfg.VaultRoleID, cfg.VaultSecretID); err != nil {
-				logger.Error("vault AppRole login failed; retrying", "error", err)
-				ttl = 15 * time.Second
-			}
-		}
-	}()
-	return relogin, nil
-}
-
-func approleLogin(ctx context.Context, c *vault.Client, roleID, secretID string) (time.Duration, error) {
-	// Log in on a token-less copy: the current token may have expired.
-	lc, err := c.Clone()
-	if err != nil {
-		return 0, err
-	}
-	lc.ClearToken()
-	sec, err := lc.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
-		"role_id": roleID, "secret_id": secretID,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("vault AppRole login at %s: %w", c.Address(), err)
-	}
-	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return 0, fmt.Errorf("vault AppRole login at %s: no token in reply", c.Address())
-	}
-	c.SetToken(sec.Auth.ClientToken)
-	return time.Duration(sec.Auth.LeaseDuration) * time.Second, nil
 }
 
 // codecKeysRef is where the payload codec's keyring lives in Vault, as a

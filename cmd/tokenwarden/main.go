@@ -43,7 +43,7 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintf(os.Stderr, "tokenwarden: %v\n", err)
 		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
 }
 

@@ -40,27 +40,37 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.SetOutput(stderr)
 	cfg.register(fs)
 	cfg.registerWorker(fs)
+	cfg.registerWorkerOps(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := cfg.check(); err != nil {
+	if err := cfg.validate(roleWorker); err != nil {
 		return err
 	}
-	logger := newLogger(stderr)
-	d, err := connect(ctx, &cfg, logger, stderr)
+	cfg.traceService = "tokenwarden-worker"
+	logger := cfg.logger(stderr)
+	// Before connecting: /healthz answers while the worker waits for its
+	// dependencies, and the Temporal client reports to /metrics.
+	ops, err := startWorkerOps(&cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer ops.close()
+	d, err := connect(ctx, &cfg, logger, cfg.waitOutput(logger, stderr))
 	if err != nil {
 		return err
 	}
 	// Closed only after the worker has stopped: activities finishing
 	// during the stop still need Temporal, Vault and PostgreSQL.
 	defer d.close()
-	return serveWorkerStopping(ctx, d, logger, cfg.WorkerStopTimeout)
+	ops.connected(d, &cfg)
+	return serveWorkerStopping(ctx, d, logger, cfg.WorkerStopTimeout, ops)
 }
 
 // serveWorker runs the link worker until ctx ends, then stops it
 // gracefully within defaultWorkerStopTimeout.
 func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
-	return serveWorkerStopping(ctx, d, logger, defaultWorkerStopTimeout)
+	return serveWorkerStopping(ctx, d, logger, defaultWorkerStopTimeout, nil)
 }
 
 // serveWorkerStopping runs the link worker until ctx ends (SIGTERM), then
@@ -68,14 +78,17 @@ func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
 // new tasks, and lets running activities finish for up to stopTimeout.
 // Only then are their contexts cancelled (the SDK's WorkerStopTimeout):
 // a refresh whose provider call has rotated the refresh token gets to
-// store the new one in Vault and report it, rather than drop it.
-func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stopTimeout time.Duration) error {
+// store the new one in Vault and report it, rather than drop it. ops
+// (nil in the dev stack) measures the activities and reports the
+// worker's state on /readyz.
+func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stopTimeout time.Duration, ops *workerOps) error {
 	acts := &activities.Activities{Providers: d.registry, Secrets: d.secrets, Store: d.store,
-		WebhooksToInternal: d.webhooksToInternal}
-	w := worker.New(d.temporal, acts, sdkworker.Options{WorkerStopTimeout: stopTimeout})
+		WebhooksToInternal: d.webhooksToInternal, Metrics: ops.activityMetrics()}
+	w := worker.New(d.temporal, acts, sdkworker.Options{WorkerStopTimeout: stopTimeout, Interceptors: ops.interceptors()})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	ops.setState(workerRunning)
 	logger.Info("worker started", "task_queue", "tokenwarden-links", "stop_timeout", stopTimeout.String())
 	moved := make(chan struct{})
 	go func() {
@@ -83,6 +96,7 @@ func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stop
 		migrateVaultLayout(ctx, d, logger)
 	}()
 	<-ctx.Done()
+	ops.setState(workerStopping)
 	logger.Info("worker stopping: no new tasks; running activities may finish", "stop_timeout", stopTimeout.String())
 	start := time.Now()
 	w.Stop()
@@ -135,11 +149,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := cfg.checkGateway(); err != nil {
+	if err := cfg.validate(roleGateway); err != nil {
 		return err
 	}
-	logger := newLogger(stderr)
-	d, err := connect(ctx, &cfg, logger, stderr)
+	cfg.traceService = "tokenwarden-gateway"
+	logger := cfg.logger(stderr)
+	d, err := connect(ctx, &cfg, logger, cfg.waitOutput(logger, stderr))
 	if err != nil {
 		return err
 	}
@@ -207,9 +222,10 @@ func serveGatewayOn(ctx context.Context, ln net.Listener, d *deps, cfg *config, 
 		RateBurst:            cfg.RateBurst,
 		MetricsToken:         cfg.MetricsToken,
 		MetricsSeparate:      cfg.MetricsListen != "",
+		TokenCacheLease:      tokenCacheLease(cfg.TokenCacheLease),
 	})
 	defer srv.Close()
-	servers := []*http.Server{newHTTPServer(cfg, srv.Handler())}
+	servers := []*http.Server{newHTTPServer(cfg, d.tel.Handler(srv.Handler(), ginRoutes(srv.Handler())))}
 	listeners := []net.Listener{limitListener(ln, cfg.MaxConnections)}
 	if cfg.MetricsListen != "" {
 		mln, err := net.Listen("tcp", cfg.MetricsListen)
@@ -413,4 +429,13 @@ func proxied(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// tokenCacheLease maps the flag (0: off) onto gateway.Config (negative:
+// off, 0: the default).
+func tokenCacheLease(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -75,8 +75,8 @@ tell the gateway from the worker (vault.agentInjector.gatewayRole).
 {{- end -}}
 
 {{- define "tokenwarden.agent" -}}
-{{- if not (has .Values.vault.auth (list "secret" "agentInjector")) -}}
-{{- fail (printf "vault.auth must be secret or agentInjector, not %q" .Values.vault.auth) -}}
+{{- if not (has .Values.vault.auth (list "secret" "agentInjector" "kubernetes")) -}}
+{{- fail (printf "vault.auth must be secret, agentInjector or kubernetes, not %q" .Values.vault.auth) -}}
 {{- end -}}
 {{- if and (eq .Values.vault.auth "secret") (not .Values.secrets.existingSecret) -}}
 {{- fail "vault.auth=secret needs secrets.existingSecret: a Secret holding VAULT_TOKEN or TOKENWARDEN_VAULT_ROLE_ID and TOKENWARDEN_VAULT_SECRET_ID" -}}
@@ -116,19 +116,37 @@ vault.hashicorp.com/agent-inject-template-pgpass: |
 {{- end }}
 {{- end -}}
 
-{{/* Environment of the worker and gateway beyond the ConfigMap. */}}
+{{/*
+Environment of the worker and gateway beyond the ConfigMap: pass
+(dict "root" $ "role" <its Vault Kubernetes auth role>).
+*/}}
 {{- define "tokenwarden.vaultEnv" -}}
-{{- if eq (include "tokenwarden.agent" .) "true" }}
+{{- $v := .root.Values.vault -}}
+{{- if eq (include "tokenwarden.agent" .root) "true" }}
 - name: VAULT_ADDR
   value: http://127.0.0.1:8200
 # Not a secret: the agent replaces it with its own token on every request.
 - name: VAULT_TOKEN
   value: vault-agent-injected
-{{- if .Values.vault.agentInjector.databasePasswordPath }}
+{{- if $v.agentInjector.databasePasswordPath }}
 - name: PGPASSFILE
   value: /vault/secrets/pgpass
 {{- end }}
+{{- else if eq $v.auth "kubernetes" }}
+# The engine logs in itself with its service account token (mounted at
+# the default path), renews its Vault token and logs in again as needed.
+- name: TOKENWARDEN_VAULT_AUTH
+  value: kubernetes
+- name: TOKENWARDEN_VAULT_K8S_ROLE
+  value: {{ .role | quote }}
+- name: TOKENWARDEN_VAULT_K8S_MOUNT
+  value: {{ trimPrefix "auth/" $v.agentInjector.authPath | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* Whether the pods need their service account token to log in to Vault. */}}
+{{- define "tokenwarden.vaultNeedsToken" -}}
+{{- has .Values.vault.auth (list "agentInjector" "kubernetes") -}}
 {{- end -}}
 
 {{/*
