@@ -61,23 +61,14 @@ func TestConnectPageInBrowser(t *testing.T) {
 	t.Cleanup(app.Close)
 
 	s := e2e.Start(t, e2e.Options{
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    scopes: [openid, offline_access]
-    grants: [authorization_code]
-    auth_params: {prompt: consent}
-  - name: demobank
+		VaultSecrets: peerSecrets(peer),
+		Catalog: peerCatalog(peer, "", fmt.Sprintf(`  - name: demobank
     kind: demobank
     client_id: %s
     auth_style: none
     grants: [password]
     settings: {base_url: %q, mandator: customer}
-`, peer.Issuer, peer.ClientID, demobanksim.ClientID, bank.URL),
+`, demobanksim.ClientID, bank.URL)),
 		Gateway: gateway.Config{AllowedReturnOrigins: []string{app.URL}},
 	})
 	s.Remember("demo-password-9c1")

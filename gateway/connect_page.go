@@ -211,6 +211,27 @@ func (s *Server) choices(cs store.ConnectSession, token, linkGrant string) []con
 	return out
 }
 
+// openSession loads a live session and what its page offers; when it
+// cannot, it has answered the browser itself.
+func (s *Server) openSession(ctx context.Context, c *gin.Context, token string) (store.ConnectSession, connectView, []connectChoice, bool) {
+	sessions, err := s.sessions()
+	if err != nil {
+		s.connectFailed(c, "connect sessions", err)
+		return store.ConnectSession{}, connectView{}, nil, false
+	}
+	cs, err := sessions.GetConnectSession(ctx, token, s.now())
+	if err != nil {
+		s.sessionError(c, err)
+		return store.ConnectSession{}, connectView{}, nil, false
+	}
+	v, choices, err := s.sessionView(ctx, c, cs, token)
+	if err != nil {
+		s.commitRefused(c, err)
+		return store.ConnectSession{}, connectView{}, nil, false
+	}
+	return cs, v, choices, true
+}
+
 // connectPage shows the providers a session offers, or the password form
 // of one of them. Showing never spends the session.
 func (s *Server) connectPage(c *gin.Context) {
@@ -219,20 +240,9 @@ func (s *Server) connectPage(c *gin.Context) {
 		s.renderConnect(c, http.StatusBadRequest, "result", connectBadLink)
 		return
 	}
-	sessions, err := s.sessions()
-	if err != nil {
-		s.connectFailed(c, "connect sessions", err)
-		return
-	}
 	ctx := c.Request.Context()
-	cs, err := sessions.GetConnectSession(ctx, token, s.now())
-	if err != nil {
-		s.sessionError(c, err)
-		return
-	}
-	v, choices, err := s.sessionView(ctx, c, cs, token)
-	if err != nil {
-		s.commitRefused(c, err)
+	_, v, choices, ok := s.openSession(ctx, c, token)
+	if !ok {
 		return
 	}
 	if name := c.Query("provider"); name != "" || len(choices) == 1 && choices[0].Password {
@@ -357,20 +367,9 @@ func (s *Server) connectSubmit(c *gin.Context) {
 		s.renderConnect(c, http.StatusForbidden, "result", connectForged)
 		return
 	}
-	sessions, err := s.sessions()
-	if err != nil {
-		s.connectFailed(c, "connect sessions", err)
-		return
-	}
 	ctx := c.Request.Context()
-	cs, err := sessions.GetConnectSession(ctx, token, s.now())
-	if err != nil {
-		s.sessionError(c, err)
-		return
-	}
-	v, choices, err := s.sessionView(ctx, c, cs, token)
-	if err != nil {
-		s.commitRefused(c, err)
+	cs, v, choices, ok := s.openSession(ctx, c, token)
+	if !ok {
 		return
 	}
 	name := c.PostForm("provider")
@@ -393,6 +392,11 @@ func (s *Server) connectSubmit(c *gin.Context) {
 	commit, err := s.prepareCommit(ctx, cs, choice, cred)
 	if err != nil {
 		s.commitRefused(c, err)
+		return
+	}
+	sessions, err := s.sessions()
+	if err != nil {
+		s.connectFailed(c, "connect sessions", err)
 		return
 	}
 	if cs, err = sessions.ConsumeConnectSession(ctx, token, s.now()); err != nil {

@@ -31,19 +31,9 @@ func TestGatewayAgainstOIDCPeer(t *testing.T) {
 	t.Parallel()
 	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, RequireOfflineAccess: true})
 	s := e2e.Start(t, e2e.Options{
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    scopes: [openid, offline_access]
-    grants: [authorization_code]
-    auth_params: {prompt: consent}
-    schedule: {min_margin: 1s, default_lifetime: 5s}
-`, peer.Issuer, peer.ClientID),
-		Gateway: gateway.Config{TokenMargin: time.Second},
+		VaultSecrets: peerSecrets(peer),
+		Catalog:      peerCatalog(peer, "    schedule: {min_margin: 1s, default_lifetime: 5s}\n", ""),
+		Gateway:      gateway.Config{TokenMargin: time.Second},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

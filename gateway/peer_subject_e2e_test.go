@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -25,17 +24,8 @@ func TestSubjectBindingAgainstOIDCPeer(t *testing.T) {
 	t.Parallel()
 	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: time.Minute, RequireOfflineAccess: true})
 	s := e2e.Start(t, e2e.Options{
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    scopes: [openid, offline_access]
-    grants: [authorization_code]
-    auth_params: {prompt: consent}
-`, peer.Issuer, peer.ClientID),
+		VaultSecrets: peerSecrets(peer),
+		Catalog:      peerCatalog(peer, "", ""),
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

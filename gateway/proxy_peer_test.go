@@ -31,20 +31,11 @@ func TestProxyAgainstOIDCPeer(t *testing.T) {
 	t.Parallel()
 	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: time.Minute, RequireOfflineAccess: true})
 	s := e2e.Start(t, e2e.Options{
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    scopes: [openid, offline_access]
-    grants: [authorization_code]
-    auth_params: {prompt: consent}
-    forced_refresh_interval: 0s
+		VaultSecrets: peerSecrets(peer),
+		Catalog: peerCatalog(peer, fmt.Sprintf(`    forced_refresh_interval: 0s
     api_base_url: %s
     api_allow_internal: true
-`, peer.Issuer, peer.ClientID, peer.Issuer),
+`, peer.Issuer), ""),
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
