@@ -89,19 +89,9 @@ func TestWorkerProcessOps(t *testing.T) {
 	testenv.StackInfo(t)
 	t.Parallel()
 	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: 4 * time.Second})
-	s := e2e.Start(t, e2e.Options{
-		NoWorker:     true,
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    auth_style: header
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    grants: [client_credentials]
-`, peer.Issuer, peer.ClientID),
-	})
+	o := e2e.PeerClientCredentials(peer)
+	o.NoWorker = true
+	s := e2e.Start(t, o)
 	bin := tokenwardenBinary(t)
 	pki := newTestPKI(t)
 	px := startTLSProxy(t, pki, s.Info.TemporalAddress)

@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,19 +24,9 @@ import (
 func TestRefusedWebhookDeliveryIsShown(t *testing.T) {
 	t.Parallel()
 	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: time.Hour})
-	s := e2e.Start(t, e2e.Options{
-		NoWorker:     true,
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    auth_style: header
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    grants: [client_credentials]
-`, peer.Issuer, peer.ClientID),
-	})
+	o := e2e.PeerClientCredentials(peer)
+	o.NoWorker = true
+	s := e2e.Start(t, o)
 	// A worker as production runs it: internal addresses refused.
 	w := worker.New(s.Temporal, &activities.Activities{Providers: s.Registry, Secrets: s.Secrets, Store: s.Store}, sdkworker.Options{})
 	if err := w.Start(); err != nil {

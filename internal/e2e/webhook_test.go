@@ -71,18 +71,7 @@ func (r *hookReceiver) wait(t *testing.T, link, typ string) hookRequest {
 func TestRevokeSendsSignedWebhook(t *testing.T) {
 	t.Parallel()
 	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: time.Hour})
-	s := e2e.Start(t, e2e.Options{
-		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
-		Catalog: fmt.Sprintf(`providers:
-  - name: peer
-    kind: oidc
-    issuer: %s
-    auth_style: header
-    client_id: %s
-    client_secret: {vault: "providers/peer#client_secret"}
-    grants: [client_credentials]
-`, peer.Issuer, peer.ClientID),
-	})
+	s := e2e.Start(t, e2e.PeerClientCredentials(peer))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	recv := newHookReceiver(t)
