@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	vaultpolicy "github.com/tokenwarden/tokenwarden/deployments/vault"
 	"io"
 	"net"
 	"net/http"
@@ -357,7 +358,7 @@ func (e *engine) approleFor(ctx context.Context) (secretID string, revoke func()
 	root.SetToken(e.Info.VaultRootToken)
 	marker := "tw-" + refreshTokenHash([]byte("refresh_token="+e.Prefix))
 	meta, _ := json.Marshal(map[string]string{"tw_test": marker})
-	const role = "auth/approle/role/tokenwarden"
+	role := "auth/approle/role/" + vaultpolicy.WorkerPolicyName
 	sec, err := root.Logical().WriteWithContext(ctx, role+"/secret-id", map[string]any{"metadata": string(meta)})
 	if err != nil || sec == nil {
 		e.t.Fatalf("create AppRole secret ID: %v", err)

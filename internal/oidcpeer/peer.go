@@ -185,7 +185,10 @@ func StartT(t testing.TB, o Options) *Peer {
 		buf = &tailBuffer{max: 64 << 10}
 		o.Log = buf
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Node loads oidc-provider in a few seconds on an idle machine; make
+	// test starts dozens of peers beside Chromium and the stack on two
+	// cores, where one once took over a minute.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	p, err := Start(ctx, o)
 	if err != nil {
