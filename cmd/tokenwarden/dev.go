@@ -202,6 +202,7 @@ Ctrl-C stops everything; state stays in %[6]s (make reset deletes it).
 
 	printViews(stdout, info.TemporalUIURL, info.TemporalNamespace, time.Now())
 	go printConnectURL(runCtx, stdout, gatewayURL, apiKey, logger)
+	go printProxyCall(runCtx, stdout, gatewayURL, apiKey, logger)
 
 	go seedDemo(runCtx, gatewayURL, apiKey, logger)
 

@@ -56,6 +56,7 @@ func TestDevStack(t *testing.T) {
 	})
 	running := make(chan struct{})
 	connectURL := make(chan string, 1)
+	proxied := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -64,6 +65,9 @@ func TestDevStack(t *testing.T) {
 			}
 			if u, ok := strings.CutPrefix(sc.Text(), "Connect page  "); ok {
 				connectURL <- u
+			}
+			if p, ok := strings.CutPrefix(sc.Text(), "Proxy         "); ok {
+				proxied <- p
 			}
 		}
 	}()
@@ -138,6 +142,15 @@ func TestDevStack(t *testing.T) {
 
 	devConnectPageWorks(t, connectURL)
 	uiViewsWork(t, ui)
+	// make dev shows a proxied call to a simulator.
+	select {
+	case p := <-proxied:
+		if !strings.Contains(p, "-> 200 OK from the finAPI simulator") {
+			t.Errorf("the proxied call make dev shows: %s", p)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Error("make dev printed no proxied call within 2 minutes")
+	}
 	for _, l := range links.Links {
 		if l.Provider == "oidc-peer" {
 			uiShowsLifecycle(t, ui, l.ID)
