@@ -44,6 +44,9 @@ func (c *config) validate(role string) error {
 		ps = append(ps, unjoin(c.checkGateway())...)
 		ps = append(ps, c.publicURLProblems()...)
 	}
+	if err := c.vaultAuthConfig().Check(); err != nil {
+		ps = append(ps, err)
+	}
 	ps = append(ps, c.temporalAddressProblems()...)
 	ps = append(ps, c.temporalProblems()...)
 	ps = append(ps, c.databaseProblems()...)

@@ -27,6 +27,8 @@ func validateWith(t *testing.T, role string, env map[string]string, args ...stri
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
+	// A Vault credential, unless the case is about that.
+	t.Setenv("VAULT_TOKEN", "validate-test-token")
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -58,6 +60,10 @@ func TestValidate(t *testing.T) {
 		want [][]string
 	}{
 		{name: "worker defaults", role: roleWorker},
+		{name: "no Vault credentials", role: roleWorker, env: map[string]string{"VAULT_TOKEN": ""},
+			want: [][]string{{"no Vault credentials", "TOKENWARDEN_VAULT_ROLE_ID"}}},
+		{name: "Kubernetes auth without a role", role: roleGateway, env: map[string]string{"TOKENWARDEN_VAULT_AUTH": "kubernetes"},
+			want: [][]string{{"TOKENWARDEN_VAULT_K8S_ROLE"}}},
 		{name: "gateway defaults", role: roleGateway},
 		{name: "gateway on https", role: roleGateway, args: []string{"-listen", ":8080", "-public-url", "https://tokens.example.com/"}},
 		{name: "http on loopback", role: roleGateway, env: map[string]string{"TOKENWARDEN_PUBLIC_URL": "http://localhost:8080"}},

@@ -70,7 +70,7 @@ func TestWorkerConfigExitCode(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Fatalf("exit: %v, want status 2\n%s", err, out)
 	}
-	for _, want := range []string{"configuration has 4 problems", "TOKENWARDEN_WORKER_STOP_TIMEOUT=\"later\"",
+	for _, want := range []string{"configuration has 5 problems", "no Vault credentials", "TOKENWARDEN_WORKER_STOP_TIMEOUT=\"later\"",
 		"-temporal-ca-file (TOKENWARDEN_TEMPORAL_CA_FILE) is set but TLS to Temporal is off", "-database-url (TOKENWARDEN_DATABASE_URL)",
 		"-log-format (TOKENWARDEN_LOG_FORMAT)"} {
 		if !strings.Contains(string(out), want) {
