@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"net/http"
 	"strconv"
 	"strings"
@@ -197,24 +198,8 @@ func TestLinksGetTimelineEscapesDetail(t *testing.T) {
 	assert.Contains(t, lines[0], `invalid_grant: \x1b]0;owned\a\r\n  2030-01-01T00:00:00Z  revoked`)
 }
 
-// syncBuffer is a bytes.Buffer a running command writes while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a buffer a running command writes while the test reads it.
+type syncBuffer = e2e.SyncBuffer
 
 // watchRun is a 'links watch' running in the background.
 type watchRun struct {

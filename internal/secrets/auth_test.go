@@ -1,11 +1,11 @@
 package secrets_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -278,22 +278,7 @@ func (e *authEnv) kubernetesAuth(t *testing.T) (mount, role string, k *fakeKuber
 }
 
 // syncBuffer is a log sink tests read while the code under test writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = e2e.SyncBuffer
 
 func writeFile(t *testing.T, path, v string) {
 	t.Helper()
