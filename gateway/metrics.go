@@ -72,7 +72,7 @@ func newMetrics() *metrics {
 		}, []string{"outcome"}),
 		tokenReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenwarden_token_reads_total",
-			Help: "Token reads of the token endpoint by source: cache (no Vault read) or vault.",
+			Help: "Access-token reads of the token endpoint and the proxy by source: cache (no Vault read) or vault.",
 		}, []string{"source"}),
 		unknownProvider: "unknown",
 		proxyRequests: prometheus.NewCounterVec(prometheus.CounterOpts{

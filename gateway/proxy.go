@@ -208,7 +208,7 @@ func (p *proxyCall) prepare() error {
 // workflow first when it is about to expire, as token reads do.
 func (p *proxyCall) loadToken() error {
 	s, ctx := p.s, p.c.Request.Context()
-	tok, err := s.secrets.ReadAccessToken(ctx, p.tenant, p.id)
+	tok, err := s.readAccess(ctx, p.tenant, p.id)
 	if err != nil {
 		return s.missingToken(ctx, p.tenant, p.id, err)
 	}
@@ -232,7 +232,7 @@ func (p *proxyCall) loadToken() error {
 		}
 		return err
 	}
-	if tok, err = s.secrets.ReadAccessToken(ctx, p.tenant, p.id); err != nil {
+	if tok, err = s.readAccessFromVault(ctx, p.tenant, p.id); err != nil {
 		return s.missingToken(ctx, p.tenant, p.id, err)
 	}
 	if !fresh(tok.Value, s.now(), 0) {
@@ -347,7 +347,7 @@ func (p *proxyCall) afterUnauthorized(ctx context.Context) *providers.Token {
 	}
 	// Another request, or the schedule, may have refreshed since this
 	// token was read: then the newer token is the answer, at no cost.
-	if cur, err := s.secrets.ReadAccessToken(ctx, p.tenant, p.id); err == nil && cur.Version > seen && fresh(cur.Value, s.now(), 0) {
+	if cur, err := s.readAccessFromVault(ctx, p.tenant, p.id); err == nil && cur.Version > seen && fresh(cur.Value, s.now(), 0) {
 		return &cur.Value
 	}
 	interval := p.entry.ForcedRefreshInterval
@@ -367,7 +367,7 @@ func (p *proxyCall) afterUnauthorized(ctx context.Context) *providers.Token {
 		return nil
 	}
 	if err == nil {
-		cur, rerr := s.secrets.ReadAccessToken(ctx, p.tenant, p.id)
+		cur, rerr := s.readAccessFromVault(ctx, p.tenant, p.id)
 		if rerr == nil && cur.Version > seen && fresh(cur.Value, s.now(), 0) {
 			p.status = string(workflows.StatusActive)
 			return &cur.Value
