@@ -92,6 +92,9 @@ func TestSubjectBindingAgainstOIDCPeer(t *testing.T) {
 	}
 	_, _ = s.Client.Refresh(ctx, link.ID)
 	s.WaitFor(ctx, link.ID, "reauth_required", e2e.Status(workflows.StatusReauthRequired))
+	// The gateway's reauthorize reads the links row, which the workflow
+	// writes in the background.
+	s.WaitRecorded(ctx, link.ID)
 	before, _ := s.Token(ctx, link.ID)
 
 	// Mallory completes the consent URL meant for alice.
