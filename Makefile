@@ -62,7 +62,7 @@ soak: tools oidc-peer-deps
 	  env TOKENWARDEN_FAULTS=full go test -count=1 -timeout 40m -run 'TestSoak$$' -v ./faults/
 
 .PHONY: scale
-## scale: the load run (scale/) on the real Temporal server on PostgreSQL; writes docs/results/scale.md (LINKS=, DURATION=, TOKEN_LIFETIME=)
+## scale: the load run (scale/) on the real Temporal server on PostgreSQL; writes docs/results/scale-*.md (LINKS=, WORKERS=, DURATION=, TOKEN_LIFETIME=, READS=)
 scale: tools
 	@scale/run.sh
 

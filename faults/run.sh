@@ -23,6 +23,15 @@ grep -q -- "--- PASS: TestWorkerKilledMidRefresh" "$dir/kill-test.log" || status
 grep -q -- "--- PASS: TestWorkerTerminatedMidRefresh" "$dir/kill-test.log" || status=1
 go test -count=1 -timeout 60m -run "${FAULTS_RUN:-.}" -v ./faults/ 2>&1 | tee "$dir/go-test.log"
 (( PIPESTATUS[0] == 0 )) || status=1
+if [[ $TOKENWARDEN_FAULTS == full && -z ${FAULTS_RUN:-} ]]; then
+  # A short scale run on the real Temporal server (PostgreSQL, its own
+  # throwaway stack): 500 links refreshing for a few minutes, no expired
+  # token served, every issued token counted by its link.
+  say "short scale run on the real Temporal server (500 links)"
+  (unset TOKENWARDEN_TEST_STACK; SCALE_OUT=$dir LINKS=500 TOKEN_LIFETIME=2m DURATION=3m scale/run.sh) \
+    > "$dir/scale.log" 2>&1 || status=1
+  grep -q -- "--- PASS: TestScale" "$dir/scale.log" || { status=1; say "scale run failed: $dir/scale.log"; }
+fi
 set -e
 if [[ -f $TOKENWARDEN_FAULTS_TABLE ]]; then
   echo

@@ -14,6 +14,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 )
@@ -135,7 +136,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		}
 	}
 	if len(missing) == 0 {
-		return nil
+		return usable(ctx, c, namespace, sas)
 	}
 	if _, err := op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace:        namespace,
@@ -144,6 +145,21 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("add search attributes to %s: %w", namespace, err)
 	}
 	return fmt.Errorf("search attributes of %s just added, checking again", namespace)
+}
+
+// usable checks that the frontend accepts a query on every attribute: the
+// server caches a namespace's search attributes and refreshes them every
+// few seconds, so one just added is listed before workflows may use it
+// (the stack does not force a refresh on every read, which costs the real
+// server a database read per workflow start and per upsert).
+func usable(ctx context.Context, c client.Client, namespace string, sas []SearchAttribute) error {
+	for _, sa := range sas {
+		if _, err := c.WorkflowService().CountWorkflowExecutions(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Namespace: namespace, Query: sa.Name + " IS NULL"}); err != nil {
+			return fmt.Errorf("search attribute %s of %s is not usable yet: %w", sa.Name, namespace, err)
+		}
+	}
+	return nil
 }
 
 // IndexedValueType maps a type name as the CLI spells it (Keyword,

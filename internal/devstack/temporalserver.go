@@ -38,6 +38,25 @@ const temporalDBUser = "postgres"
 // can never change for a cluster's life; production sizes it up front).
 const historyShards = 4
 
+// serverDynamicConfig tunes the server for one small machine:
+//   - one task queue partition: the default four suit many workers polling
+//     at once; with one or two worker processes, tasks that land in a
+//     partition nobody polls are forwarded or written to the database;
+//   - eager activity execution: the activity a workflow task schedules
+//     (Refresh, in every routine cycle) goes back to the worker with the
+//     task's answer instead of through matching. Temporal Cloud offers it;
+//     self-hosted clusters should turn it on (README, Operating).
+const serverDynamicConfig = `matching.numTaskqueueReadPartitions:
+  - value: 1
+    constraints: {}
+matching.numTaskqueueWritePartitions:
+  - value: 1
+    constraints: {}
+system.enableActivityEagerExecution:
+  - value: true
+    constraints: {}
+`
+
 func (s *Stack) startTemporalServer(ctx context.Context) error {
 	server, err := s.binary("temporal-server")
 	if err != nil {
@@ -65,9 +84,7 @@ func (s *Stack) startTemporalServer(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(root, "config", "development.yaml"), []byte(s.temporalServerConfig(root)), 0o600); err != nil {
 		return err
 	}
-	// New search attributes are visible at once (the default caches them
-	// for a minute); the SQL store's own suggestion for development.
-	dyn := "system.forceSearchAttributesCacheRefreshOnRead:\n  - value: true\n    constraints: {}\n"
+	dyn := serverDynamicConfig
 	if err := os.WriteFile(filepath.Join(root, "config", "dynamicconfig", "development.yaml"), []byte(dyn), 0o600); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -64,6 +65,10 @@ type Options struct {
 	// Gateway overrides the gateway configuration; PublicURL is always
 	// the test server's.
 	Gateway gateway.Config
+	// LogTo, when set, takes the stack's logs at Info level instead of
+	// the in-memory debug log (Logs) that the leak scan reads: a load run
+	// of many minutes would otherwise hold gigabytes of debug lines.
+	LogTo io.Writer
 }
 
 // Stack is one test's Tokenwarden.
@@ -110,6 +115,9 @@ func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
 	s := &Stack{T: t, Info: testenv.StackInfo(t), Logs: &SyncBuffer{}, seen: map[string]bool{}, labels: map[string]string{}}
 	s.Logger = slog.New(slog.NewTextHandler(s.Logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.LogTo != nil {
+		s.Logger = slog.New(slog.NewTextHandler(o.LogTo, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
 	ctx := context.Background()
 
 	_, s.Namespace = testenv.Temporal(t)

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
 	"strings"
 	"testing"
@@ -26,6 +27,9 @@ func Vault(t testing.TB) (*vaultapi.Client, string) {
 	}
 	prefix := "tokenwarden/test/" + Name(t, 80)
 	t.Cleanup(func() {
+		if os.Getenv(KeepStateEnv) != "" {
+			return
+		}
 		root, err := vaultClient(info, info.VaultRootToken)
 		if err != nil {
 			t.Errorf("testenv: vault cleanup: %v", err)
@@ -39,6 +43,11 @@ func Vault(t testing.TB) (*vaultapi.Client, string) {
 	})
 	return c, prefix
 }
+
+// KeepStateEnv, when set, skips the per-test Vault cleanup: for runs on a
+// throwaway stack that goes whole (make scale, whose thousands of links
+// would take minutes to delete one secret at a time).
+const KeepStateEnv = "TOKENWARDEN_TEST_KEEP_STATE"
 
 func vaultClient(info devstack.Info, token string) (*vaultapi.Client, error) {
 	cfg := vaultapi.DefaultConfig()
