@@ -305,10 +305,30 @@ func (a *Activities) refresh(ctx context.Context, in workflows.RefreshInput) (wo
 		tok, err = a.refreshOnce(ctx, lease, p, cur, sent)
 		if err != nil && providers.ClassOf(err) == providers.InvalidGrant {
 			// Before calling the link dead, look again: a newer token in
-			// Vault means we lost a race, not the grant.
-			if again, rerr := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID); rerr == nil && again.Version != cur.Version {
-				return a.info(again.Value, again.Version, entry, true), nil
+			// Vault means another attempt spent our refresh token first.
+			again, rerr := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
+			if rerr == nil && again.Version != cur.Version {
+				// Its token is not adopted blindly: our request then
+				// replayed a spent refresh token, and a provider with
+				// strict reuse detection has revoked the whole grant,
+				// that token with it (the link would say active and
+				// serve a dead token until its next refresh). Refreshing
+				// on with it tells: a dead grant answers invalid_grant
+				// (the link honestly needs the end-user), a living one
+				// a fresh token. Nobody else holds that token: its
+				// writer (an attempt Temporal gave up on) was done with
+				// it, and our lease says no successor has started. Past
+				// the lease one may have, so, as without a refresh
+				// token to try, the stored token is adopted as it is.
+				if again.Value.RefreshToken == "" || lease.lost(time.Now()) {
+					return a.info(again.Value, again.Version, entry, true), nil
+				}
+				cur, earlier = again, earlier+1
+				sent = a.now()
+				tok, err = a.refreshOnce(ctx, lease, p, cur, sent)
 			}
+		}
+		if err != nil && providers.ClassOf(err) == providers.InvalidGrant {
 			// Grants whose stored credentials still work enroll again
 			// without the end-user.
 			if t, rerr := a.reenroll(ctx, p, ref); rerr == nil {
