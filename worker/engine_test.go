@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -60,8 +61,12 @@ func newEngineWithTokenProxy(t *testing.T, peerOpts oidcpeer.Options) *engine {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		form, _ := url.ParseQuery(string(body))
-		rp.ServeHTTP(w, r)
-		calls.add(call{start: start, end: time.Now(), rt: tokenHash(form.Get("refresh_token"))})
+		rec := &replyRecorder{ResponseWriter: w, status: http.StatusOK}
+		rp.ServeHTTP(rec, r)
+		c := call{start: start, end: time.Now(), rt: tokenHash(form.Get("refresh_token")),
+			grant: form.Get("grant_type"), status: rec.status}
+		c.issued, c.oauthErr = rec.reply()
+		calls.add(c)
 	}))
 	t.Cleanup(proxy.Close)
 	e := newEngineAt(t, peer, fmt.Sprintf("\n    endpoint: {token_url: %q}", proxy.URL+target.Path))
@@ -83,6 +88,49 @@ func tokenHash(rt string) string {
 type call struct {
 	start, end time.Time
 	rt         string
+	// For diagnostics: the grant type, the status the peer answered (502
+	// when the caller was gone before the reply), the refresh token the
+	// reply issued (hashed) and its OAuth error code.
+	grant    string
+	status   int
+	issued   string
+	oauthErr string
+}
+
+// String shows a call by hashes and wire facts only.
+func (c call) String() string {
+	return fmt.Sprintf("%s..%s %s rt=%s -> %d %s issued=%s", c.start.Format("15:04:05.000"), c.end.Format("15:04:05.000"),
+		c.grant, c.rt, c.status, c.oauthErr, c.issued)
+}
+
+// replyRecorder keeps a copy of a token reply for the call log.
+type replyRecorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (r *replyRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+func (r *replyRecorder) Write(b []byte) (int, error) {
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *replyRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// reply returns the hash of the refresh token a reply issued and its
+// OAuth error code.
+func (r *replyRecorder) reply() (issued, oauthErr string) {
+	var out struct {
+		RefreshToken string `json:"refresh_token"`
+		Error        string `json:"error"`
+	}
+	_ = json.Unmarshal(r.body.Bytes(), &out)
+	return tokenHash(out.RefreshToken), out.Error
 }
 
 // callLog records the token requests.
