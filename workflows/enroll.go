@@ -163,6 +163,15 @@ func (l *link) enrollFailed(ctx workflow.Context, err error) {
 	var appErr *temporal.ApplicationError
 	transient := !errors.As(err, &appErr) || !appErr.NonRetryable()
 	switch {
+	case (l.st.Status == StatusActive || l.st.Status == StatusDegraded) &&
+		workflow.GetVersion(ctx, "failed-reauth-keeps-grant", workflow.DefaultVersion, 1) != workflow.DefaultVersion:
+		// A new consent for a link whose grant still works failed (the
+		// provider refused the code, another end-user authorized, the
+		// exchange ran out of its window): the link keeps the grant it
+		// has, and its audit trail says why the new one was not taken.
+		// Before, it went to reauth_required and its working token was
+		// suspended: one wrong click in a consent screen broke a link.
+		l.transition(ctx, l.st.Status, "reauthorize_failed", l.st.LastError)
 	case l.st.ExpiresAt.IsZero():
 		// A link that never had a token has nothing to keep alive: its
 		// first enrollment failing ends it (the caller creates a new one).

@@ -164,6 +164,14 @@ func (f *fakeProvider) statuses() []Status {
 	return out
 }
 
+func (f *fakeProvider) types() []string {
+	var out []string
+	for _, r := range f.sortedRecords() {
+		out = append(out, r.Type)
+	}
+	return out
+}
+
 type suite struct {
 	env *testsuite.TestWorkflowEnvironment
 	f   *fakeProvider
@@ -551,4 +559,28 @@ func TestContinueAsNewKeepsPendingSignals(t *testing.T) {
 
 func TestWorkflowIDIsOnePerLink(t *testing.T) {
 	require.Equal(t, "link/acme/lnk_1", WorkflowID("acme", "lnk_1"))
+}
+
+// TestFailedReauthorizationKeepsAWorkingGrant: a new consent for an active
+// link whose exchange fails (the provider refuses the code, another
+// end-user authorized) leaves the link active on the grant it has.
+func TestFailedReauthorizationKeepsAWorkingGrant(t *testing.T) {
+	s := newSuite(t, 5*time.Minute)
+	var after State
+	s.at(30*time.Second, func() { s.env.SignalWorkflow(SignalAuthorized, nil) })
+	s.at(10*time.Minute, func() {
+		s.f.mu.Lock()
+		s.f.enrollErrs = []error{temporal.NewNonRetryableApplicationError("enroll: invalid_grant (code expired)", ErrTypeInvalidGrant, nil)}
+		s.f.mu.Unlock()
+		s.env.SignalWorkflow(SignalReauthorize, ReauthorizeRequest{})
+	})
+	s.at(30*time.Minute, func() { after = s.state(t) })
+	s.revokeAt(31 * time.Minute)
+	s.env.ExecuteWorkflow(Link, params(providers.GrantAuthorizationCode))
+	require.NoError(t, s.env.GetWorkflowError())
+	require.Equal(t, StatusActive, after.Status)
+	require.NotContains(t, s.f.statuses(), StatusReauthRequired)
+	require.Zero(t, s.f.suspends, "the working token is still served")
+	require.Greater(t, after.Refreshes, 3, "refreshing goes on with the grant it has")
+	require.Contains(t, s.f.types(), "reauthorize_failed")
 }
