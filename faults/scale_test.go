@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/e2e"
 )
 
 var (
@@ -30,12 +32,7 @@ func binary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		buildBin = filepath.Join(buildDir, "tokenwarden")
-		cmd := exec.Command("go", "build", "-o", buildBin, "./cmd/tokenwarden")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/tokenwarden: %v\n%s", err, out)
-		}
+		buildBin = e2e.BuildTokenwarden(t, filepath.Join(buildDir, "tokenwarden"))
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

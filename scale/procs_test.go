@@ -16,18 +16,6 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/e2e"
 )
 
-// buildTokenwarden builds cmd/tokenwarden for the worker processes.
-func buildTokenwarden(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tokenwarden")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tokenwarden")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/tokenwarden: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // workerProc is one `tokenwarden worker` process. The workers run apart
 // from the test process (gateway and callers) so that each one's CPU and
 // memory can be measured, and so that 1 and 2 workers compare fairly.

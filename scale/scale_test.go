@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -132,7 +133,7 @@ func TestScale(t *testing.T) {
 		NoWorker: true,
 		LogTo:    logFile(t, c.logDir),
 	})
-	ws := startWorkers(t, s, buildTokenwarden(t), c.logDir, c.workers)
+	ws := startWorkers(t, s, e2e.BuildTokenwarden(t, filepath.Join(t.TempDir(), "tokenwarden")), c.logDir, c.workers)
 	ps := parts(ws, strings.TrimSuffix(os.Getenv("TOKENWARDEN_TEST_STACK"), "/stack.json"))
 	ctx := context.Background()
 	rep := &report{config: c}

@@ -14,20 +14,14 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"github.com/tokenwarden/tokenwarden/internal/oidcpeer"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// buildBinary builds cmd/tokenwarden once per test binary run.
+// buildBinary builds cmd/tokenwarden once per test.
 func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tokenwarden")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/tokenwarden")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/tokenwarden: %v\n%s", err, out)
-	}
-	return bin
+	return e2e.BuildTokenwarden(t, filepath.Join(t.TempDir(), "tokenwarden"))
 }
 
 // workerProcess runs `tokenwarden worker` against the engine's namespace,
