@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/tokenwarden/tokenwarden/internal/devstack"
 	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"github.com/tokenwarden/tokenwarden/internal/results"
 	"github.com/tokenwarden/tokenwarden/providers/schedule"
@@ -195,9 +197,17 @@ func (r *report) sizing() string {
 		now := time.Now()
 		return perSec * workflows.NextRefresh(schedule.Schedule{}, now, now, now.Add(life), time.Time{}, "sizing").Sub(now).Seconds()
 	}
-	return fmt.Sprintf("\nAt this cost one CPU core sustains %.0f refreshes/s of worker (%.0f links with 5-minute tokens, %.0f with 1-hour tokens) "+
-		"and %.0f refreshes/s of Temporal server with its PostgreSQL (%.0f links with 5-minute tokens, %.0f with 1-hour tokens).\n",
-		w, links(w, 5*time.Minute), links(w, time.Hour), tp, links(tp, 5*time.Minute), links(tp, time.Hour))
+	perShard := float64(r.runRefreshes) / r.run.Seconds() / devstack.HistoryShards
+	busy := 0.0
+	for _, v := range r.runCPU {
+		busy += v
+	}
+	busy /= r.run.Seconds() * float64(runtime.NumCPU())
+	return fmt.Sprintf("\nDuring the run the machine's CPU was %.0f %% busy, and its %d history shards carried %.1f refreshes/s each. ",
+		100*busy, devstack.HistoryShards, perShard) +
+		fmt.Sprintf("At this cost one CPU core sustains %.0f refreshes/s of worker (%.0f links with 5-minute tokens, %.0f with 1-hour tokens) "+
+			"and %.0f refreshes/s of Temporal server with its PostgreSQL (%.0f links with 5-minute tokens, %.0f with 1-hour tokens).\n",
+			w, links(w, 5*time.Minute), links(w, time.Hour), tp, links(tp, 5*time.Minute), links(tp, time.Hour))
 }
 
 // goals are the targets for this machine, met or not.

@@ -34,9 +34,9 @@ import (
 // them; Tokenwarden's own role may not.
 const temporalDBUser = "postgres"
 
-// historyShards is the server's shard count: small, for one machine (it
+// HistoryShards is the server's shard count: small, for one machine (it
 // can never change for a cluster's life; production sizes it up front).
-const historyShards = 4
+const HistoryShards = 4
 
 // serverDynamicConfig tunes the server for one small machine:
 //   - one task queue partition: the default four suit many workers polling
@@ -202,7 +202,7 @@ func (s *Stack) temporalServerConfig(root string) string {
 		return fmt.Sprintf("  %s:\n    rpc:\n      grpcPort: %d\n      membershipPort: %d\n      bindOnLocalHost: true\n%s", name, grpc, grpc-300, extra)
 	}
 	return "log:\n  stdout: true\n  level: warn\n\npersistence:\n  defaultStore: default\n  visibilityStore: visibility\n" +
-		fmt.Sprintf("  numHistoryShards: %d\n", historyShards) +
+		fmt.Sprintf("  numHistoryShards: %d\n", HistoryShards) +
 		"  datastores:\n    default:\n" + store("temporal", 20) + "    visibility:\n" + store("temporal_visibility", 10) +
 		"\nglobal:\n  membership:\n    maxJoinDuration: 30s\n    broadcastAddress: \"127.0.0.1\"\n\nservices:\n" +
 		service("frontend", fe, fmt.Sprintf("      httpPort: %d\n", fe+10)) +
