@@ -154,7 +154,7 @@ func TestScale(t *testing.T) {
 	defer stop()
 	reads := readLoad(rctx, s, ids, c.readsPerSec)
 	<-rctx.Done()
-	rep.reads, rep.expired = reads()
+	rep.readCounts = reads()
 	rep.runCPU, rep.runRefreshes = diff(cpuSnapshot(ps), cpu1), p.issued.Load()-issued0
 	rep.measureHistories(ctx, t, s, ids)
 
@@ -275,12 +275,16 @@ func waitCounted(ctx context.Context, t *testing.T, s *e2e.Stack, want int64, li
 	}
 }
 
+// readCounts are the callers' token reads: served, served already
+// expired, and failed (an error answer: no valid token to hand out).
+type readCounts struct{ reads, expired, failed int64 }
+
 // readLoad reads random links' tokens at perSec reads a second (callers
 // as backends make them: steady, not a tight loop that would starve the
 // engine of the CPU it shares here) until ctx ends; the returned func
-// waits and counts reads and tokens served already expired.
-func readLoad(ctx context.Context, s *e2e.Stack, ids []string, perSec int) func() (reads, expired int64) {
-	var readsN, expiredN atomic.Int64
+// waits and counts.
+func readLoad(ctx context.Context, s *e2e.Stack, ids []string, perSec int) func() readCounts {
+	var readsN, expiredN, failedN atomic.Int64
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / time.Duration(perSec))
 	jobs := make(chan string)
@@ -305,15 +309,21 @@ func readLoad(ctx context.Context, s *e2e.Stack, ids []string, perSec int) func(
 			defer wg.Done()
 			for id := range jobs {
 				tok, err := s.Client.Token(ctx, id, 0)
-				if err != nil {
-					continue
-				}
-				readsN.Add(1)
-				if !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
+				switch {
+				case err != nil && ctx.Err() == nil:
+					failedN.Add(1)
+				case err != nil: // the run ended mid-read
+				case !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()):
+					readsN.Add(1)
 					expiredN.Add(1)
+				default:
+					readsN.Add(1)
 				}
 			}
 		}()
 	}
-	return func() (int64, int64) { wg.Wait(); return readsN.Load(), expiredN.Load() }
+	return func() readCounts {
+		wg.Wait()
+		return readCounts{readsN.Load(), expiredN.Load(), failedN.Load()}
+	}
 }
