@@ -59,29 +59,17 @@ func (s *Store) LinkCounts(ctx context.Context) ([]LinkCount, error) {
 // degraded) and "failed" (a configuration error ends the link) failed;
 // "reauth_required" means the provider rejected the grant.
 //
+// A trigger counts them as events are inserted (migration 011), so a poll
+// reads a few rows per provider however long the audit trail has grown.
 // The audit trail is append-only (link_events has no cascade), so each
 // count only grows and serves as a Prometheus counter; a deliberate purge
-// shows as a counter reset, which Prometheus handles.
+// (which leaves these counts alone) would show as no change.
 func (s *Store) RefreshCounts(ctx context.Context) ([]RefreshCount, error) {
-	// The join is on (tenant_id, id), the key link_events references, so
-	// it cannot pair an event with another tenant's link of the same ID.
 	rows, err := s.pool.Query(ctx, `
-		SELECT l.provider,
-		       CASE e.type
-		         WHEN 'refreshed'       THEN $1
-		         WHEN 'recovered'       THEN $1
-		         WHEN 'reenrolled'      THEN $1
-		         WHEN 'refresh_failed'  THEN $2
-		         WHEN 'failed'          THEN $2
-		         WHEN 'reauth_required' THEN $3
-		       END AS outcome,
-		       count(*)
-		FROM link_events e
-		JOIN links l ON l.tenant_id = e.tenant_id AND l.id = e.link_id
-		WHERE e.type IN ('refreshed', 'recovered', 'reenrolled', 'refresh_failed', 'failed', 'reauth_required')
+		SELECT provider, outcome, sum(count)::bigint
+		FROM refresh_outcome_counts
 		GROUP BY 1, 2
-		ORDER BY 1, 2`,
-		RefreshOutcomeOK, RefreshOutcomeFailed, RefreshOutcomeReauth)
+		ORDER BY 1, 2`)
 	if err != nil {
 		return nil, fmt.Errorf("store: count refreshes: %w", err)
 	}

@@ -73,3 +73,31 @@ func TestLinkAndRefreshCounts(t *testing.T) {
 		{Provider: "norman", Outcome: RefreshOutcomeReauth, Count: 1},
 	}, refreshes)
 }
+
+// TestRefreshCountsSurviveTheMigrationAndRetries: events written before
+// the counting trigger existed are counted by its migration, and a
+// retried record (same event ID) counts once.
+func TestRefreshCountsSurviveTheMigrationAndRetries(t *testing.T) {
+	t.Parallel()
+	s, pool := testStore(t)
+	ctx := testCtx(t)
+	l, _, err := s.CreateLink(ctx, newTestLink(DefaultTenantID))
+	require.NoError(t, err)
+	record := func(id, typ string) {
+		_, err := s.AppendEvent(ctx, Event{ID: id, TenantID: l.TenantID, LinkID: l.ID, Type: typ})
+		require.NoError(t, err)
+	}
+	record("before-1", "refreshed")
+	record("before-2", "reauth_required")
+	require.NoError(t, MigrateDown(ctx, pool, 10))
+	record("old-layout", "refreshed") // written while only the audit trail counted
+	require.NoError(t, Migrate(ctx, pool))
+	record("after", "refreshed")
+	record("after", "refreshed") // a retried record
+	got, err := s.RefreshCounts(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []RefreshCount{
+		{Provider: l.Provider, Outcome: RefreshOutcomeOK, Count: 3},
+		{Provider: l.Provider, Outcome: RefreshOutcomeReauth, Count: 1},
+	}, got)
+}
