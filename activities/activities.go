@@ -69,7 +69,34 @@ func (a *Activities) provider(name string) (providers.Provider, providers.Entry,
 // retried attempt whose predecessor already exchanged it and stored the
 // token (then died, or lost its reply) adopts that token instead of
 // sending the spent code again (see enrolledEarlier).
-func (a *Activities) Enroll(ctx context.Context, ref workflows.LinkRef) (workflows.TokenInfo, error) {
+//
+// A lean enrollment (EnrollInput.Record and Webhook set) also writes its
+// audit record and answers the webhook subscription question, so that the
+// workflow needs no other activity; either may fail without failing the
+// enrollment, and the workflow then does it itself.
+func (a *Activities) Enroll(ctx context.Context, in workflows.EnrollInput) (workflows.TokenInfo, error) {
+	info, err := a.enroll(ctx, in.LinkRef)
+	if err != nil {
+		return info, err
+	}
+	if in.Record != nil {
+		t := *in.Record
+		t.At = a.now()
+		t.State = t.State.Enrolled(info, t.Seq)
+		t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
+		info.Recorded = a.recordWithin(ctx, t)
+	}
+	if in.Webhook != nil {
+		wctx, cancel := context.WithTimeout(ctx, auditWriteTimeout)
+		defer cancel()
+		if subscribed, err := a.WebhookSubscribed(wctx, *in.Webhook); err == nil {
+			info.Subscribed = &subscribed
+		}
+	}
+	return info, nil
+}
+
+func (a *Activities) enroll(ctx context.Context, ref workflows.LinkRef) (workflows.TokenInfo, error) {
 	lease, stop := keepAlive(ctx)
 	defer stop()
 	p, entry, err := a.provider(ref.Provider)
@@ -248,10 +275,16 @@ func (a *Activities) recordRefresh(ctx context.Context, t workflows.Transition, 
 	t.Type = recordedType(t.Type, info.Reenrolled)
 	t.State = t.State.Refreshed(info, t.Seq)
 	t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
+	return a.recordWithin(ctx, t)
+}
+
+// recordWithin writes t within auditWriteTimeout, reporting whether it
+// was written; the workflow writes what was not.
+func (a *Activities) recordWithin(ctx context.Context, t workflows.Transition) bool {
 	wctx, cancel := context.WithTimeout(ctx, auditWriteTimeout)
 	defer cancel()
 	if err := a.RecordTransition(wctx, t); err != nil {
-		activity.GetLogger(ctx).Warn("audit record of the refresh not written; the workflow records it", "link", t.LinkID, "error", err.Error())
+		activity.GetLogger(ctx).Warn("audit record not written; the workflow records it", "link", t.LinkID, "type", t.Type, "error", err.Error())
 		return false
 	}
 	return true

@@ -119,7 +119,7 @@ func (f *fixture) enroll(t *testing.T, grant string, g providers.Grant) workflow
 	g.Type = grant
 	_, err := f.sec.WriteGrant(context.Background(), "default", "lnk_a", g, -1)
 	require.NoError(t, err)
-	v, err := f.env.ExecuteActivity(f.acts.Enroll, ref(grant))
+	v, err := f.env.ExecuteActivity(f.acts.Enroll, workflows.EnrollInput{LinkRef: ref(grant)})
 	require.NoError(t, err)
 	var info workflows.TokenInfo
 	require.NoError(t, v.Get(&info))

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/providers"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -25,7 +26,7 @@ func TestEnrollIsIdempotentAcrossReauthorization(t *testing.T) {
 
 	again := func() workflows.TokenInfo {
 		t.Helper()
-		v, err := f.env.ExecuteActivity(f.acts.Enroll, ref(providers.GrantAuthorizationCode))
+		v, err := f.env.ExecuteActivity(f.acts.Enroll, workflows.EnrollInput{LinkRef: ref(providers.GrantAuthorizationCode)})
 		require.NoError(t, err)
 		var info workflows.TokenInfo
 		require.NoError(t, v.Get(&info))
@@ -66,4 +67,38 @@ func TestEnrollIsIdempotentAcrossReauthorization(t *testing.T) {
 	// And its retry adopts the new one.
 	again()
 	assert.Equal(t, 3, p.exchanges)
+}
+
+// TestLeanEnrollmentRecordsAndAnswersTheWebhookQuestion: an Enroll given
+// the planned record and the webhook question writes the one and answers
+// the other, so the workflow runs no other activity; the record carries
+// the token's expiry and the next refresh.
+func TestLeanEnrollmentRecordsAndAnswersTheWebhookQuestion(t *testing.T) {
+	f := newFixture(t, &fakeProvider{expiresIn: time.Hour})
+	ctx := context.Background()
+	_, _, err := f.st.CreateLink(ctx, store.Link{ID: "lnk_a", TenantID: "default", Provider: "fake", UserID: "u",
+		GrantType: providers.GrantClientCredentials, Status: "pending", VaultPath: "x"})
+	require.NoError(t, err)
+	_, err = f.sec.WriteGrant(ctx, "default", "lnk_a", providers.Grant{Type: providers.GrantClientCredentials}, -1)
+	require.NoError(t, err)
+	in := workflows.EnrollInput{
+		LinkRef: ref(providers.GrantClientCredentials),
+		Record: &workflows.Transition{LinkRef: ref(providers.GrantClientCredentials), EventID: "link/default/lnk_a/1", Seq: 1,
+			Type: "enrolled", To: workflows.StatusActive},
+		Webhook: &workflows.WebhookCheck{TenantID: "default", Type: workflows.WebhookLinkActive},
+	}
+	v, err := f.env.ExecuteActivity(f.acts.Enroll, in)
+	require.NoError(t, err)
+	var info workflows.TokenInfo
+	require.NoError(t, v.Get(&info))
+	assert.True(t, info.Recorded)
+	require.NotNil(t, info.Subscribed, "the webhook question is answered")
+	assert.False(t, *info.Subscribed, "no webhook configured")
+	l, err := f.st.GetLink(ctx, "default", "lnk_a")
+	require.NoError(t, err)
+	assert.Equal(t, "active", l.Status)
+	require.NotNil(t, l.ExpiresAt)
+	assert.WithinDuration(t, info.ExpiresAt, *l.ExpiresAt, time.Second)
+	require.NotNil(t, l.NextRefreshAt, "the record says when the link refreshes")
+	assert.True(t, l.NextRefreshAt.Before(*l.ExpiresAt))
 }

@@ -61,7 +61,7 @@ func TestEnrollBindsTheSubject(t *testing.T) {
 		_, err := f.sec.WriteGrant(ctx, "default", "lnk_a", providers.Grant{Type: providers.GrantAuthorizationCode,
 			Code: "code-secret-new", CodeVerifier: "verifier-secret-new", Nonce: "nonce-new", AllowSubjectChange: allow}, -1)
 		require.NoError(t, err)
-		_, err = f.env.ExecuteActivity(f.acts.Enroll, ref(providers.GrantAuthorizationCode))
+		_, err = f.env.ExecuteActivity(f.acts.Enroll, workflows.EnrollInput{LinkRef: ref(providers.GrantAuthorizationCode)})
 		return err
 	}
 

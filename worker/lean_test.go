@@ -23,6 +23,26 @@ const (
 	leanActions = 3
 )
 
+// leanEnrollActivities is the activities an enrollment runs: Enroll.
+const leanEnrollActivities = 1
+
+// activitiesBeforeFirstRefresh counts the activities scheduled before the
+// first Refresh.
+func activitiesBeforeFirstRefresh(events []*historypb.HistoryEvent) int {
+	n := 0
+	for _, ev := range events {
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		if a == nil {
+			continue
+		}
+		if a.GetActivityType().GetName() == workflows.ActivityRefresh {
+			break
+		}
+		n++
+	}
+	return n
+}
+
 // cycleCost counts, between consecutive Refresh activities of a history,
 // the events and the billable actions.
 func cycleCost(events []*historypb.HistoryEvent) (perCycle [][2]int) {
@@ -82,6 +102,13 @@ func TestRoutineRefreshIsLean(t *testing.T) {
 		}
 	}
 	t.Logf("routine refresh cycles (events, actions): %v", cycles[1:])
+	// Enrollment is lean too: Enroll writes its record and answers the
+	// webhook question (the tenant has no webhook), so it is the only
+	// activity before the first refresh (before "lean-enroll": Enroll,
+	// RecordTransition and WebhookSubscribed).
+	if n := activitiesBeforeFirstRefresh(events); n != leanEnrollActivities {
+		t.Errorf("enrollment ran %d activities, want %d", n, leanEnrollActivities)
+	}
 
 	// Every refresh is in the audit trail, written by the activity.
 	evs, _, err := e.Store.ListEvents(ctx, tenant, id, "", 1000)

@@ -78,7 +78,7 @@ func (l *link) pollDevice(ctx workflow.Context) {
 	var slowDowns time.Duration
 	for l.revokeRequested == nil && ctx.Err() == nil {
 		var poll DevicePoll
-		err := l.exchange(ctx, ActivityPollDevice, deadline.Sub(workflow.Now(ctx)), &poll)
+		err := l.exchange(ctx, ActivityPollDevice, deadline.Sub(workflow.Now(ctx)), l.ref(), &poll)
 		if errors.Is(err, errInterrupted) {
 			return
 		}
@@ -121,9 +121,24 @@ func (l *link) pause(ctx workflow.Context, d time.Duration) {
 }
 
 // enrollNow runs the Enroll activity: the grant material is in Vault.
+//
+// Lean since "lean-enroll", as a routine refresh is (refresh.go): the
+// activity also writes the "enrolled" record and answers whether the
+// tenant's webhook wants the event, so an enrollment costs one activity
+// where it cost three (Enroll, RecordTransition, WebhookSubscribed) and a
+// workflow task less, and the search attributes are upserted once, when
+// the link goes to sleep. The workflow records and asks itself only when
+// the activity could not (PostgreSQL down).
 func (l *link) enrollNow(ctx workflow.Context, event string) {
+	lean := workflow.GetVersion(ctx, "lean-enroll", workflow.DefaultVersion, 1) >= 1
+	var in any = l.ref()
+	if lean {
+		in = EnrollInput{LinkRef: l.ref(), Record: l.plannedEnrollment(ctx, event), Webhook: l.webhookCheck(event)}
+	}
 	var info TokenInfo
-	err := l.exchange(ctx, ActivityEnroll, l.p.AuthorizationTimeout, &info)
+	l.enrolling = true
+	err := l.exchange(ctx, ActivityEnroll, l.p.AuthorizationTimeout, in, &info)
+	l.enrolling = false
 	if errors.Is(err, errInterrupted) {
 		return
 	}
@@ -134,7 +149,27 @@ func (l *link) enrollNow(ctx workflow.Context, event string) {
 	l.adopt(info)
 	l.st.Failures = 0
 	l.st.LastError = ""
-	l.transition(ctx, StatusActive, event, "")
+	if !lean {
+		l.transition(ctx, StatusActive, event, "")
+		return
+	}
+	t := l.advance(ctx, StatusActive, event, "")
+	// The sleep that follows computes the same instant (same clock, same
+	// sequence number); the record carries it too.
+	l.st.NextRefreshAt = l.due(workflow.Now(ctx))
+	t.State.NextRefreshAt = l.st.NextRefreshAt
+	if !info.Recorded {
+		l.record(ctx, t)
+	}
+	l.webhookAnswered(ctx, t, info.Subscribed)
+}
+
+// plannedEnrollment is the transition a successful enrollment records:
+// the activity completes it (time, the token's metadata) and writes it.
+func (l *link) plannedEnrollment(ctx workflow.Context, event string) *Transition {
+	seq := l.st.Seq + 1
+	return &Transition{LinkRef: l.ref(), EventID: l.eventID(seq), Seq: seq, Type: event,
+		From: l.st.Status, To: StatusActive, At: workflow.Now(ctx), State: l.st}
 }
 
 // exchange runs a grant exchange (Enroll, PollDevice). Network errors,
@@ -143,7 +178,7 @@ func (l *link) enrollNow(ctx workflow.Context, event string) {
 // provider's own expiry of a code or device code ends it sooner with a
 // permanent error); only permanent errors come back before that. A revoke
 // or cancellation interrupts the wait (errInterrupted).
-func (l *link) exchange(ctx workflow.Context, name string, window time.Duration, out any) error {
+func (l *link) exchange(ctx workflow.Context, name string, window time.Duration, in, out any) error {
 	opts := activityOptions()
 	if workflow.GetVersion(ctx, "enroll-retries-window", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
 		opts.RetryPolicy.MaximumAttempts = 0
@@ -151,7 +186,7 @@ func (l *link) exchange(ctx workflow.Context, name string, window time.Duration,
 	}
 	opts.Summary = fmt.Sprintf("%s at %s (%s grant)", name, l.p.Provider, l.p.GrantType)
 	actx, cancel := workflow.WithCancel(workflow.WithActivityOptions(ctx, opts))
-	f := workflow.ExecuteActivity(actx, name, l.ref())
+	f := workflow.ExecuteActivity(actx, name, in)
 	if !l.awaitActivity(ctx, f, cancel) {
 		return errInterrupted
 	}

@@ -34,7 +34,7 @@ func (l *link) validateRefresh(ctx workflow.Context, req RefreshRequest) error {
 		return NewLinkStatusError(l.st.Status, l.st.LastError)
 	case l.revokeRequested != nil:
 		return NewLinkStatusError(StatusRevoked, "")
-	case l.st.Status == StatusPendingAuthorization || l.st.Status == "":
+	case (l.st.Status == StatusPendingAuthorization || l.st.Status == "") && !l.enrolling:
 		return NewLinkStatusError(StatusPendingAuthorization, "")
 	case l.st.Status == StatusReauthRequired && !l.suspending:
 		return NewLinkStatusError(StatusReauthRequired, l.st.LastError)
@@ -68,6 +68,16 @@ func (w *refreshWaiter) satisfiedBy(st State) bool {
 // in flight when a request arrives satisfies it too, since it stores a
 // token newer than the one the caller saw.
 func (l *link) handleRefresh(ctx workflow.Context, req RefreshRequest) (RefreshResult, error) {
+	if l.st.Status == StatusPendingAuthorization || l.st.Status == "" {
+		// Accepted while the first token is being obtained (see
+		// enrolling): its outcome decides.
+		if err := workflow.Await(ctx, func() bool { return !l.enrolling }); err != nil {
+			return RefreshResult{}, err
+		}
+		if l.st.Status != StatusActive && l.st.Status != StatusDegraded {
+			return RefreshResult{}, NewLinkStatusError(l.st.Status, l.st.LastError)
+		}
+	}
 	w := &refreshWaiter{afterVersion: max(l.st.VaultVersion, req.SeenVersion), until: req.MinValidUntil, seen: l.attempts}
 	if !w.until.IsZero() && w.satisfiedBy(l.st) && l.st.VaultVersion >= req.SeenVersion &&
 		(l.st.Status == StatusActive || l.st.Status == StatusDegraded) {

@@ -102,6 +102,10 @@ type link struct {
 	// suspending: the link is reauth_required and its access token is
 	// being cleared from Vault (see needReauth).
 	suspending bool
+	// enrolling: the Enroll activity runs. A lean one writes the link's
+	// row as active before this workflow hears back, so a refresh asked
+	// for meanwhile waits for the enrollment rather than hear "pending".
+	enrolling bool
 	// grantReady: the gateway put fresh grant material in Vault (OAuth
 	// callback or re-authorization). denied: the end-user refused.
 	grantReady bool

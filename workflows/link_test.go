@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -41,6 +42,12 @@ type fakeProvider struct {
 	pollTimes   []time.Time
 	records     []Transition
 	suspends    int
+	// webhookAnswer answers the webhook question of a lean enrollment;
+	// the WebhookSubscribed activity asks it too.
+	webhookAnswer func(WebhookCheck) (bool, error)
+	// recordCalls and checkCalls count RecordTransition and
+	// WebhookSubscribed activities.
+	recordCalls, checkCalls int
 	// duringRefresh runs inside the refresh activity.
 	duringRefresh func()
 	// down says an activity fails transiently (its dependency is
@@ -73,7 +80,20 @@ func (f *fakeProvider) token() TokenInfo {
 	return info
 }
 
-func (f *fakeProvider) Enroll(ctx context.Context, ref LinkRef) (TokenInfo, error) {
+// Enroll enrolls and, as the real activity does for a lean enrollment,
+// writes the planned record (unless the database is down) and answers
+// the webhook question (webhookAnswer).
+func (f *fakeProvider) Enroll(ctx context.Context, in EnrollInput) (TokenInfo, error) {
+	info, err := f.enroll(in)
+	if err == nil && in.Webhook != nil && f.webhookAnswer != nil {
+		if subscribed, err := f.webhookAnswer(*in.Webhook); err == nil {
+			info.Subscribed = &subscribed
+		}
+	}
+	return info, err
+}
+
+func (f *fakeProvider) enroll(in EnrollInput) (TokenInfo, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.isDown(ActivityEnroll) {
@@ -85,7 +105,16 @@ func (f *fakeProvider) Enroll(ctx context.Context, ref LinkRef) (TokenInfo, erro
 		f.enrollErrs = f.enrollErrs[1:]
 		return TokenInfo{}, err
 	}
-	return f.token(), nil
+	info := f.token()
+	if in.Record != nil && !f.isDown(ActivityRecord) {
+		t := *in.Record
+		t.At = f.env.Now()
+		t.State = t.State.Enrolled(info, t.Seq)
+		t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
+		f.records = append(f.records, t)
+		info.Recorded = true
+	}
+	return info, nil
 }
 
 func (f *fakeProvider) PollDevice(ctx context.Context, ref LinkRef) (DevicePoll, error) {
@@ -142,6 +171,7 @@ func (f *fakeProvider) RecordTransition(ctx context.Context, t Transition) error
 	if f.isDown(ActivityRecord) {
 		return transient
 	}
+	f.recordCalls++
 	f.records = append(f.records, t)
 	return nil
 }
@@ -199,8 +229,13 @@ func newSuite(t *testing.T, lifetime time.Duration) *suite {
 		return nil
 	}, activity.RegisterOptions{Name: ActivityRecordBatch})
 	// No tenant here has a webhook (webhooks_test.go covers those).
-	env.RegisterActivityWithOptions(func(context.Context, WebhookCheck) (bool, error) { return false, nil },
-		activity.RegisterOptions{Name: ActivityWebhookSubscribed})
+	f.webhookAnswer = func(WebhookCheck) (bool, error) { return false, nil }
+	env.RegisterActivityWithOptions(func(_ context.Context, c WebhookCheck) (bool, error) {
+		f.mu.Lock()
+		f.checkCalls++
+		f.mu.Unlock()
+		return f.webhookAnswer(c)
+	}, activity.RegisterOptions{Name: ActivityWebhookSubscribed})
 	return &suite{env: env, f: f}
 }
 
@@ -583,4 +618,92 @@ func TestFailedReauthorizationKeepsAWorkingGrant(t *testing.T) {
 	require.Zero(t, s.f.suspends, "the working token is still served")
 	require.Greater(t, after.Refreshes, 3, "refreshing goes on with the grant it has")
 	require.Contains(t, s.f.types(), "reauthorize_failed")
+}
+
+// TestEnrollmentIsLean: the Enroll activity writes the "enrolled" record
+// and answers the webhook question itself, so enrollment runs no
+// RecordTransition and no WebhookSubscribed activity; with the database
+// down during Enroll, the workflow writes the record itself, once.
+func TestEnrollmentIsLean(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		dbDown  time.Duration // from the start
+		records int           // RecordTransition activities by enrollment
+	}{
+		{"database up", 0, 0},
+		{"database down during enrollment", 30 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSuite(t, time.Hour)
+			start := s.env.Now()
+			s.f.down = func(activity string, now time.Time) bool {
+				return activity == ActivityRecord && now.Before(start.Add(tc.dbDown))
+			}
+			var calls, checks int
+			var st State
+			s.at(10*time.Minute, func() {
+				s.f.mu.Lock()
+				calls, checks = s.f.recordCalls, s.f.checkCalls
+				s.f.mu.Unlock()
+				st = s.state(t)
+			})
+			s.revokeAt(11 * time.Minute)
+			s.env.ExecuteWorkflow(Link, params(providers.GrantClientCredentials))
+			require.NoError(t, s.env.GetWorkflowError())
+			require.Equal(t, StatusActive, st.Status)
+			require.Equal(t, tc.records, calls, "RecordTransition activities")
+			require.Zero(t, checks, "WebhookSubscribed activities")
+			recs := s.f.sortedRecords()
+			require.Equal(t, "enrolled", recs[0].Type)
+			require.Len(t, slices.DeleteFunc(slices.Clone(recs), func(r Transition) bool { return r.Type != "enrolled" }), 1)
+			require.Equal(t, StatusActive, recs[0].State.Status)
+			require.False(t, recs[0].State.NextRefreshAt.IsZero(), "the record says when the link refreshes")
+			require.WithinDuration(t, st.NextRefreshAt, recs[0].State.NextRefreshAt, time.Second, "the same instant as the workflow's sleep")
+		})
+	}
+}
+
+// TestEnrollInputAcceptsABareLinkRef: runs that began before
+// "lean-enroll" schedule Enroll with a LinkRef; the activity, which now
+// takes an EnrollInput, must read it.
+func TestEnrollInputAcceptsABareLinkRef(t *testing.T) {
+	dc := converter.GetDefaultDataConverter()
+	ref := LinkRef{TenantID: "acme", LinkID: "lnk_1", Provider: "peer", GrantType: providers.GrantClientCredentials}
+	p, err := dc.ToPayload(ref)
+	require.NoError(t, err)
+	var in EnrollInput
+	require.NoError(t, dc.FromPayload(p, &in))
+	require.Equal(t, EnrollInput{LinkRef: ref}, in)
+}
+
+// TestRefreshAskedDuringEnrollmentWaitsForIt: a lean Enroll writes the
+// links row as active before the workflow hears back, so a caller may ask
+// for a refresh while the workflow still says pending; the request waits
+// for the enrollment instead of being refused as pending.
+func TestRefreshAskedDuringEnrollmentWaitsForIt(t *testing.T) {
+	s := newSuite(t, time.Hour)
+	start := s.env.Now()
+	s.f.down = func(activity string, now time.Time) bool {
+		return activity == ActivityEnroll && now.Before(start.Add(2*time.Minute))
+	}
+	var got RefreshResult
+	var rejected, failed error
+	s.at(time.Minute, func() {
+		s.env.UpdateWorkflow(UpdateRefresh, "", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { rejected = err },
+			OnAccept: func() {},
+			OnComplete: func(v any, err error) {
+				failed = err
+				if r, ok := v.(RefreshResult); ok {
+					got = r
+				}
+			},
+		}, RefreshRequest{})
+	})
+	s.revokeAt(time.Hour)
+	s.env.ExecuteWorkflow(Link, params(providers.GrantClientCredentials))
+	require.NoError(t, s.env.GetWorkflowError())
+	require.NoError(t, rejected, "a refresh asked for during enrollment is not refused")
+	require.NoError(t, failed)
+	require.Positive(t, got.VaultVersion, "answered with a token once the link is enrolled")
 }

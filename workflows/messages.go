@@ -166,6 +166,16 @@ func (st State) Refreshed(info TokenInfo, seq int64) State {
 	return st
 }
 
+// Enrolled is st after an enrollment recorded as transition seq.
+func (st State) Enrolled(info TokenInfo, seq int64) State {
+	st.Adopt(info)
+	st.Status = StatusActive
+	st.Seq = seq
+	st.Failures = 0
+	st.LastError = ""
+	return st
+}
+
 // ScheduledRefresh is when a link in state st refreshes next, as its
 // workflow computes it (see NextRefresh; the jitter's seed is the link and
 // its sequence number).
@@ -228,6 +238,18 @@ type RefreshInput struct {
 	Record *Transition `json:"record,omitempty"`
 }
 
+// EnrollInput is the input of ActivityEnroll. Runs that began before
+// "lean-enroll" send a bare LinkRef, which decodes into it.
+type EnrollInput struct {
+	LinkRef
+	// Record, when set, is the transition a successful enrollment
+	// records; the activity completes and writes it (see enrollNow).
+	Record *Transition `json:"record,omitempty"`
+	// Webhook, when set, asks whether the tenant's webhook wants the
+	// event of that transition; the answer is TokenInfo.Subscribed.
+	Webhook *WebhookCheck `json:"webhook,omitempty"`
+}
+
 // TokenInfo is what Enroll, PollDevice and Refresh return: metadata about
 // the token they stored in Vault, never the token.
 type TokenInfo struct {
@@ -244,8 +266,12 @@ type TokenInfo struct {
 	// Reenrolled: the refresh token was dead and the activity enrolled
 	// again from stored credentials (password or client credentials).
 	Reenrolled bool `json:"reenrolled,omitempty"`
-	// Recorded: the activity wrote RefreshInput.Record to the audit trail.
+	// Recorded: the activity wrote RefreshInput.Record (or
+	// EnrollInput.Record) to the audit trail.
 	Recorded bool `json:"recorded,omitempty"`
+	// Subscribed answers EnrollInput.Webhook (nil: not asked, or the
+	// database did not answer).
+	Subscribed *bool `json:"subscribed,omitempty"`
 	// Refreshes is how many refreshes at the provider this answer stands
 	// for: 2 when the activity found a token an earlier attempt had
 	// refreshed and stored, and refreshed on from it; 0 means 1.

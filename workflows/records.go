@@ -12,7 +12,9 @@ import (
 // The audit trail is written in the background: a PostgreSQL outage must
 // delay the audit trail, never a refresh, and never a run boundary.
 //
-// Every transition is recorded by its own RecordTransition activity, which
+// A routine refresh and an enrollment are recorded by their own activity
+// (Refresh, Enroll) on the way; every other transition, and those two when
+// their activity could not write, by a RecordTransition activity, which
 // retries without limit (its event ID makes every retry idempotent). A
 // transition stays in l.unrecorded until its activity succeeded. At a
 // continue-as-new boundary the run does not wait for the database: the

@@ -107,6 +107,22 @@ func webhookWorkflowID(eventID string) string { return "webhook/" + eventID }
 // Guarded by a version marker: histories recorded before webhooks existed
 // replay without these commands.
 func (l *link) webhook(ctx workflow.Context, t Transition) {
+	l.webhookAnswered(ctx, t, nil)
+}
+
+// webhookCheck is the subscription question for a transition of type
+// event, for an activity to answer on the way (nil: no event to ask for).
+func (l *link) webhookCheck(event string) *WebhookCheck {
+	if typ := WebhookEventType(event); typ != "" {
+		return &WebhookCheck{TenantID: l.p.TenantID, Type: typ}
+	}
+	return nil
+}
+
+// webhookAnswered is webhook with the subscription question already
+// answered by the activity that made the transition (subscribed non-nil):
+// no WebhookSubscribed activity then.
+func (l *link) webhookAnswered(ctx workflow.Context, t Transition, subscribed *bool) {
 	typ := WebhookEventType(t.Type)
 	if typ == WebhookLinkRefreshFailed && t.State.Failures != 1 {
 		// A degraded link retries with backoff and fails again and again;
@@ -119,12 +135,18 @@ func (l *link) webhook(ctx workflow.Context, t Transition) {
 	if workflow.GetVersion(ctx, "webhooks", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return
 	}
-	ev := WebhookEvent{
-		ID:        WebhookEventID(t.EventID),
-		Type:      typ,
-		CreatedAt: t.At.UTC(),
-		Data: WebhookData{LinkID: t.LinkID, TenantID: t.TenantID, Provider: t.Provider,
-			Status: t.To, LastError: t.State.LastError},
+	ev := webhookEvent(t, typ)
+	if subscribed != nil {
+		if *subscribed {
+			// Counted before the goroutine runs, so that a run boundary
+			// waits for the child to start.
+			l.hooks++
+			workflow.Go(ctx, func(ctx workflow.Context) {
+				defer func() { l.hooks-- }()
+				startDelivery(ctx, ev)
+			})
+		}
+		return
 	}
 	check := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions), "webhook: does the tenant want "+typ+"?"), ActivityWebhookSubscribed,
 		WebhookCheck{TenantID: t.TenantID, Type: typ})
@@ -143,17 +165,33 @@ func (l *link) webhook(ctx workflow.Context, t Transition) {
 		}
 		l.hooks++
 		defer func() { l.hooks-- }()
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:               webhookWorkflowID(ev.ID),
-			ParentClosePolicy:        enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-			WorkflowExecutionTimeout: WebhookDeliveryWindow + time.Hour,
-		})
-		// Already started (a reset replaying this transition, or a check
-		// carried across a run boundary after its first answer was lost):
-		// the existing delivery stands; nothing else can fail here.
-		_ = workflow.ExecuteChildWorkflow(cctx, WorkflowWebhook, ev).GetChildWorkflowExecution().Get(ctx, nil)
+		startDelivery(ctx, ev)
 	})
+}
+
+// webhookEvent is the webhook event of transition t.
+func webhookEvent(t Transition, typ string) WebhookEvent {
+	return WebhookEvent{
+		ID:        WebhookEventID(t.EventID),
+		Type:      typ,
+		CreatedAt: t.At.UTC(),
+		Data: WebhookData{LinkID: t.LinkID, TenantID: t.TenantID, Provider: t.Provider,
+			Status: t.To, LastError: t.State.LastError},
+	}
+}
+
+// startDelivery starts ev's delivery workflow and waits until it started.
+func startDelivery(ctx workflow.Context, ev WebhookEvent) {
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:               webhookWorkflowID(ev.ID),
+		ParentClosePolicy:        enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowExecutionTimeout: WebhookDeliveryWindow + time.Hour,
+	})
+	// Already started (a reset replaying this transition, or a check
+	// carried across a run boundary after its first answer was lost):
+	// the existing delivery stands; nothing else can fail here.
+	_ = workflow.ExecuteChildWorkflow(cctx, WorkflowWebhook, ev).GetChildWorkflowExecution().Get(ctx, nil)
 }
 
 // WebhookDelivery is the child workflow that delivers one webhook event:

@@ -30,12 +30,13 @@ type hookSuite struct {
 func newHookSuite(t *testing.T, lifetime time.Duration, subscribed func(string) bool) *hookSuite {
 	s := newSuite(t, lifetime)
 	h := &hookSuite{suite: s, subscribed: subscribed}
-	s.env.RegisterActivityWithOptions(func(_ context.Context, c WebhookCheck) (bool, error) {
+	// Asked by the WebhookSubscribed activity and by a lean Enroll.
+	s.f.webhookAnswer = func(c WebhookCheck) (bool, error) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		h.checks = append(h.checks, c.Type)
 		return h.subscribed(c.Type), nil
-	}, activity.RegisterOptions{Name: ActivityWebhookSubscribed, DisableAlreadyRegisteredCheck: true}) // replaces newSuite's "no webhook"
+	}
 	s.env.RegisterWorkflowWithOptions(WebhookDelivery, workflow.RegisterOptions{Name: WorkflowWebhook})
 	s.env.RegisterActivityWithOptions(func(_ context.Context, ev WebhookEvent) error {
 		h.mu.Lock()
