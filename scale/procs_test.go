@@ -52,7 +52,22 @@ func startWorkers(t *testing.T, s *e2e.Stack, bin, dir string, n int) []*workerP
 		})
 		ws = append(ws, w)
 	}
+	for _, w := range ws {
+		w.waitStarted(t)
+	}
 	return ws
+}
+
+// waitStarted polls the worker's log until it says it started polling
+// (its base memory is measured after that).
+func (w *workerProc) waitStarted(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if b, err := os.ReadFile(w.log); err == nil && strings.Contains(string(b), "worker started") {
+			return
+		}
+	}
+	t.Fatalf("worker did not start within a minute:\n%s", tail(w.log, 20))
 }
 
 // stop sends SIGTERM (the worker finishes its running activities) and

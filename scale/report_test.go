@@ -23,7 +23,9 @@ import (
 // report is what a run measured.
 type report struct {
 	config
-	created           int // links created (fewer than links when enrollWithin cut it short)
+	// Links created, and active when the enrollment phase ended (fewer
+	// than links when enrollWithin cut it short).
+	created, active   int
 	enrollRate        float64
 	enrollCPU, runCPU map[string]float64
 	runRefreshes      int64
@@ -66,7 +68,7 @@ func (r *report) measureAudit(ctx context.Context, t *testing.T, s *e2e.Stack) {
 	if err := s.Pool.QueryRow(ctx, `SELECT pg_total_relation_size('links') + pg_total_relation_size('link_events')`).Scan(&bytes); err != nil {
 		t.Fatal(err)
 	}
-	r.bytesPerLink = float64(bytes) / float64(max(r.created, 1))
+	r.bytesPerLink = float64(bytes) / float64(max(r.active, 1))
 }
 
 // billable are the history events Temporal Cloud bills as actions.
@@ -129,7 +131,7 @@ func (r *report) table() string {
 	fmt.Fprintf(&b, "| %s | %d | %s | %s | %.1f | %s / %s / %s | %d (%.0f) / %d | %d | %d / %d | %.1f / %.1f | %.0f | %.1f MiB / %.0f MiB |\n",
 		r.linksCell(), r.workers, r.life, r.run, r.enrollRate, r.lagP50.Round(time.Millisecond), r.lagP99.Round(time.Millisecond), r.lagMax.Round(time.Millisecond),
 		r.reads, float64(r.reads)/r.run.Seconds(), r.failed, r.expired, r.providerRefreshes, r.linkRefreshes, r.eventsPerRefresh, r.actionsPerRefresh,
-		r.bytesPerLink, float64(r.idleRSSKiB-r.baseRSSKiB)/1024/float64(max(r.created, 1))*1000, float64(r.peakRSSKiB)/1024)
+		r.bytesPerLink, float64(r.idleRSSKiB-r.baseRSSKiB)/1024/float64(max(r.active, 1))*1000, float64(r.peakRSSKiB)/1024)
 	b.WriteString("\nCPU seconds by process")
 	fmt.Fprintf(&b, " (enrollment of all links; per 1 000 refreshes during the run, %d refreshes, reads included):\n\n", r.runRefreshes)
 	names := []string{"workers", "Temporal", "PostgreSQL", "Vault", "gateway and callers"}
@@ -151,8 +153,8 @@ func (r *report) table() string {
 }
 
 func (r *report) linksCell() string {
-	if r.created < r.links {
-		return fmt.Sprintf("%d of %d (creation stopped after %s)", r.created, r.links, r.enrollWithin)
+	if r.active < r.links {
+		return fmt.Sprintf("%d active of %d (%d created) after %s", r.active, r.links, r.created, r.enrollWithin)
 	}
 	return fmt.Sprint(r.links)
 }
@@ -175,7 +177,7 @@ func (r *report) busiest() string {
 		return ""
 	}
 	return fmt.Sprintf("\nEnrollment spent %.0f CPU seconds, %.0f ms per link; most in %s (%.0f %%), then %s (%.0f %%).\n",
-		total, total/float64(max(r.created, 1))*1000, shares[0].name, 100*shares[0].cpu/total, shares[1].name, 100*shares[1].cpu/total)
+		total, total/float64(max(r.active, 1))*1000, shares[0].name, 100*shares[0].cpu/total, shares[1].name, 100*shares[1].cpu/total)
 }
 
 // sizing turns the run's CPU per refresh into capacity per core: what a
