@@ -133,7 +133,8 @@ func (r *report) table() string {
 		r.reads, float64(r.reads)/r.run.Seconds(), r.failed, r.expired, r.providerRefreshes, r.linkRefreshes, r.eventsPerRefresh, r.actionsPerRefresh,
 		r.bytesPerLink, float64(r.idleRSSKiB-r.baseRSSKiB)/1024/float64(max(r.active, 1))*1000, float64(r.peakRSSKiB)/1024)
 	b.WriteString("\nCPU seconds by process")
-	fmt.Fprintf(&b, " (enrollment of all links; per 1 000 refreshes during the run, %d refreshes, reads included):\n\n", r.runRefreshes)
+	fmt.Fprintf(&b, " (enrollment of all links; per 1 000 refreshes during the run, %d refreshes, %.1f/s, reads included):\n\n",
+		r.runRefreshes, float64(r.runRefreshes)/r.run.Seconds())
 	names := []string{"workers", "Temporal", "PostgreSQL", "Vault", "gateway and callers"}
 	b.WriteString("| | " + strings.Join(names, " | ") + " | all |\n|---|" + strings.Repeat("---:|", len(names)+1) + "\n")
 	row := func(label string, v func(string) float64) {
