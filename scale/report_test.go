@@ -238,7 +238,11 @@ func (r *report) write(t *testing.T) {
 	}
 	name := fmt.Sprintf("scale-%d-links-%d-workers.md", r.links, r.workers)
 	title := fmt.Sprintf("Scale: %d links, %d worker(s)", r.links, r.workers)
-	full := results.ThisMachine().Header(title, fmt.Sprintf("make scale LINKS=%d WORKERS=%d", r.links, r.workers)) + doc
+	cmd := fmt.Sprintf("make scale LINKS=%d WORKERS=%d TOKEN_LIFETIME=%s DURATION=%s READS=%d", r.links, r.workers, r.life, r.run, r.readsPerSec)
+	if r.enrollWithin > 0 {
+		cmd += fmt.Sprintf(" ENROLL_WITHIN=%s", r.enrollWithin)
+	}
+	full := results.ThisMachine().Header(title, cmd) + doc
 	if err := os.WriteFile(filepath.Join(r.out, name), []byte(full), 0o644); err != nil {
 		t.Error(err)
 	}
