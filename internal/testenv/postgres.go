@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
@@ -29,6 +30,11 @@ func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 		t.Fatalf("testenv: create schema %s: %v", schema, err)
 	}
 	t.Cleanup(func() {
+		if os.Getenv(KeepStateEnv) != "" {
+			// Left for a look after the run (see KeepStateEnv).
+			t.Logf("testenv: schema %s kept", schema)
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		conn, err := pgx.Connect(ctx, info.PostgresURL)

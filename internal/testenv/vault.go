@@ -44,9 +44,10 @@ func Vault(t testing.TB) (*vaultapi.Client, string) {
 	return c, prefix
 }
 
-// KeepStateEnv, when set, skips the per-test Vault cleanup: for runs on a
-// throwaway stack that goes whole (make scale, whose thousands of links
-// would take minutes to delete one secret at a time).
+// KeepStateEnv, when set, skips the per-test cleanup of Vault secrets and
+// the PostgreSQL schema: for runs on a throwaway stack that goes whole
+// (make scale, whose thousands of links would take minutes to delete one
+// secret at a time, and whose audit trail is worth a look afterwards).
 const KeepStateEnv = "TOKENWARDEN_TEST_KEEP_STATE"
 
 func vaultClient(info devstack.Info, token string) (*vaultapi.Client, error) {
