@@ -153,15 +153,7 @@ func (l *link) enrollNow(ctx workflow.Context, event string) {
 		l.transition(ctx, StatusActive, event, "")
 		return
 	}
-	t := l.advance(ctx, StatusActive, event, "")
-	// The sleep that follows computes the same instant (same clock, same
-	// sequence number); the record carries it too.
-	l.st.NextRefreshAt = l.due(workflow.Now(ctx))
-	t.State.NextRefreshAt = l.st.NextRefreshAt
-	if !info.Recorded {
-		l.record(ctx, t)
-	}
-	l.webhookAnswered(ctx, t, info.Subscribed)
+	l.activated(ctx, event, info, time.Time{})
 }
 
 // plannedEnrollment is the transition a successful enrollment records:

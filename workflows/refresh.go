@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -83,16 +84,24 @@ func (l *link) refreshed(ctx workflow.Context, from Status, info TokenInfo, lean
 		l.transition(ctx, StatusActive, event, "")
 		return
 	}
+	l.activated(ctx, event, info, scheduled)
+}
+
+// activated moves the link to active after a lean refresh or enrollment,
+// whose activity wrote the transition's record itself: the workflow
+// writes it only when the activity could not, and hands the webhook event
+// on (asking about the subscription unless the activity answered).
+func (l *link) activated(ctx workflow.Context, event string, info TokenInfo, scheduled time.Time) {
 	t := l.advance(ctx, StatusActive, event, "")
-	// The sleep that follows would compute the same instant (same clock,
-	// same sequence number); the record carries it too.
+	// The sleep that follows computes the same instant (same clock, same
+	// sequence number); the record carries it too.
 	l.st.NextRefreshAt = l.due(workflow.Now(ctx))
 	t.State.NextRefreshAt = l.st.NextRefreshAt
 	t.ScheduledFor = scheduled
 	if !info.Recorded {
 		l.record(ctx, t)
 	}
-	l.webhook(ctx, t)
+	l.webhookAnswered(ctx, t, info.Subscribed)
 }
 
 // refreshFailed moves the link to reauth_required, failed or degraded.
