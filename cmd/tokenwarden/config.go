@@ -40,6 +40,10 @@ type config struct {
 	CodecOrigins      string
 	ShutdownTimeout   time.Duration
 	WorkerStopTimeout time.Duration
+	// WorkflowCache is how many link workflows a worker keeps in memory
+	// (the SDK's sticky cache); Pollers, how many requests per task
+	// kind it keeps open to Temporal (0: the SDK's default).
+	WorkflowCache, Pollers int64
 
 	// CodecKeylessLoopback lets the Temporal UI call /codec without a
 	// key from CodecOrigins when the connection comes from loopback and
@@ -141,13 +145,23 @@ func (c *config) registerWorker(fs *flag.FlagSet) {
 	}
 	fs.DurationVar(&c.WorkerStopTimeout, "stop-timeout", def,
 		"on SIGTERM, how long running activities may take to finish before they are cancelled (TOKENWARDEN_WORKER_STOP_TIMEOUT); keep the orchestrator's grace period above it")
+	fs.Int64Var(&c.WorkflowCache, "workflow-cache", c.envInt("TOKENWARDEN_WORKER_WORKFLOW_CACHE", defaultWorkflowCache),
+		"link workflows kept in memory (TOKENWARDEN_WORKER_WORKFLOW_CACHE): memory grows with it; a workflow not cached replays its history at its next task")
+	fs.Int64Var(&c.Pollers, "pollers", c.envInt("TOKENWARDEN_WORKER_POLLERS", 0),
+		"concurrent polls to Temporal per task kind (TOKENWARDEN_WORKER_POLLERS; default: the SDK's); more drain a backlog of tasks faster")
 }
+
+// defaultWorkflowCache is the SDK's own default sticky cache size.
+const defaultWorkflowCache = 10000
 
 // check reports worker settings that cannot work; validate adds the
 // rest (the environment's, the connections').
 func (c *config) check() error {
 	if c.WorkerStopTimeout < 0 {
 		return fmt.Errorf("-stop-timeout (TOKENWARDEN_WORKER_STOP_TIMEOUT) must not be negative")
+	}
+	if c.WorkflowCache < 1 || c.Pollers < 0 {
+		return fmt.Errorf("-workflow-cache (TOKENWARDEN_WORKER_WORKFLOW_CACHE) must be at least 1 and -pollers (TOKENWARDEN_WORKER_POLLERS) not negative")
 	}
 	return nil
 }

@@ -64,13 +64,18 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	// during the stop still need Temporal, Vault and PostgreSQL.
 	defer d.close()
 	ops.connected(d, &cfg)
-	return serveWorkerStopping(ctx, d, logger, cfg.WorkerStopTimeout, ops)
+	// Process-wide, and before the worker starts (the SDK reads it once).
+	sdkworker.SetStickyWorkflowCacheSize(int(cfg.WorkflowCache))
+	return serveWorkerStopping(ctx, d, logger, cfg.WorkerStopTimeout, ops, func(o *sdkworker.Options) {
+		o.MaxConcurrentWorkflowTaskPollers = int(cfg.Pollers)
+		o.MaxConcurrentActivityTaskPollers = int(cfg.Pollers)
+	})
 }
 
 // serveWorker runs the link worker until ctx ends, then stops it
 // gracefully within defaultWorkerStopTimeout.
 func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
-	return serveWorkerStopping(ctx, d, logger, defaultWorkerStopTimeout, nil)
+	return serveWorkerStopping(ctx, d, logger, defaultWorkerStopTimeout, nil, nil)
 }
 
 // serveWorkerStopping runs the link worker until ctx ends (SIGTERM), then
@@ -81,15 +86,20 @@ func serveWorker(ctx context.Context, d *deps, logger *slog.Logger) error {
 // store the new one in Vault and report it, rather than drop it. ops
 // (nil in the dev stack) measures the activities and reports the
 // worker's state on /readyz.
-func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stopTimeout time.Duration, ops *workerOps) error {
+func serveWorkerStopping(ctx context.Context, d *deps, logger *slog.Logger, stopTimeout time.Duration, ops *workerOps, tune func(*sdkworker.Options)) error {
 	acts := &activities.Activities{Providers: d.registry, Secrets: d.secrets, Store: d.store,
 		WebhooksToInternal: d.webhooksToInternal, Metrics: ops.activityMetrics()}
-	w := worker.New(d.temporal, acts, sdkworker.Options{WorkerStopTimeout: stopTimeout, Interceptors: ops.interceptors()})
+	opts := sdkworker.Options{WorkerStopTimeout: stopTimeout, Interceptors: ops.interceptors()}
+	if tune != nil {
+		tune(&opts)
+	}
+	w := worker.New(d.temporal, acts, opts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	ops.setState(workerRunning)
-	logger.Info("worker started", "task_queue", "tokenwarden-links", "stop_timeout", stopTimeout.String())
+	logger.Info("worker started", "task_queue", "tokenwarden-links", "stop_timeout", stopTimeout.String(),
+		"pollers", opts.MaxConcurrentWorkflowTaskPollers)
 	moved := make(chan struct{})
 	go func() {
 		defer close(moved)

@@ -17,6 +17,7 @@ var configEnv = []string{
 	"TOKENWARDEN_DATABASE_URL", "TOKENWARDEN_DATABASE_ALLOW_PLAINTEXT", "PGSSLMODE", "TOKENWARDEN_LOG_FORMAT",
 	"TOKENWARDEN_PUBLIC_URL", "TOKENWARDEN_LISTEN", "TOKENWARDEN_STATS_INTERVAL", "TOKENWARDEN_RATE_LIMIT",
 	"TOKENWARDEN_WRITE_TIMEOUT", "TOKENWARDEN_WORKER_STOP_TIMEOUT", "TOKENWARDEN_WORKER_OPS_LISTEN",
+	"TOKENWARDEN_WORKER_WORKFLOW_CACHE", "TOKENWARDEN_WORKER_POLLERS",
 }
 
 // validateWith parses a worker's or gateway's flags from env and args, as
@@ -106,6 +107,11 @@ func TestValidate(t *testing.T) {
 		{name: "ops port off", role: roleWorker, args: []string{"-ops-listen", ""}},
 		{name: "worker stop timeout from the environment", role: roleWorker, env: map[string]string{"TOKENWARDEN_WORKER_STOP_TIMEOUT": "soon"},
 			want: [][]string{{"TOKENWARDEN_WORKER_STOP_TIMEOUT", "positive duration"}}},
+		{name: "worker cache and pollers", role: roleWorker, env: map[string]string{"TOKENWARDEN_WORKER_WORKFLOW_CACHE": "50000", "TOKENWARDEN_WORKER_POLLERS": "8"}},
+		{name: "worker cache from the environment", role: roleWorker, env: map[string]string{"TOKENWARDEN_WORKER_WORKFLOW_CACHE": "lots"},
+			want: [][]string{{"TOKENWARDEN_WORKER_WORKFLOW_CACHE", "positive integer"}}},
+		{name: "worker cache of nothing", role: roleWorker, args: []string{"-workflow-cache", "0"},
+			want: [][]string{{"-workflow-cache", "at least 1"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.name == "unreadable TLS files" {
