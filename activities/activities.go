@@ -80,11 +80,7 @@ func (a *Activities) Enroll(ctx context.Context, in workflows.EnrollInput) (work
 		return info, err
 	}
 	if in.Record != nil {
-		t := *in.Record
-		t.At = a.now()
-		t.State = t.State.Enrolled(info, t.Seq)
-		t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
-		info.Recorded = a.recordWithin(ctx, t)
+		info.Recorded = a.recordPlanned(ctx, *in.Record, func(st workflows.State, seq int64) workflows.State { return st.Enrolled(info, seq) })
 	}
 	if in.Webhook != nil {
 		wctx, cancel := context.WithTimeout(ctx, auditWriteTimeout)
@@ -271,16 +267,18 @@ const auditWriteTimeout = 3 * time.Second
 // recordRefresh completes the transition the workflow planned for a
 // successful refresh and writes it, reporting whether it was written.
 func (a *Activities) recordRefresh(ctx context.Context, t workflows.Transition, info workflows.TokenInfo) bool {
-	t.At = a.now()
 	t.Type = recordedType(t.Type, info.Reenrolled)
-	t.State = t.State.Refreshed(info, t.Seq)
-	t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
-	return a.recordWithin(ctx, t)
+	return a.recordPlanned(ctx, t, func(st workflows.State, seq int64) workflows.State { return st.Refreshed(info, seq) })
 }
 
-// recordWithin writes t within auditWriteTimeout, reporting whether it
-// was written; the workflow writes what was not.
-func (a *Activities) recordWithin(ctx context.Context, t workflows.Transition) bool {
+// recordPlanned completes a transition the workflow planned (its time, the
+// state after it, the next refresh) and writes it within
+// auditWriteTimeout, reporting whether it was written; the workflow
+// writes what was not.
+func (a *Activities) recordPlanned(ctx context.Context, t workflows.Transition, after func(workflows.State, int64) workflows.State) bool {
+	t.At = a.now()
+	t.State = after(t.State, t.Seq)
+	t.State.NextRefreshAt = t.State.ScheduledRefresh(t.LinkID, t.At)
 	wctx, cancel := context.WithTimeout(ctx, auditWriteTimeout)
 	defer cancel()
 	if err := a.RecordTransition(wctx, t); err != nil {

@@ -156,13 +156,9 @@ func (st *State) Adopt(info TokenInfo) {
 
 // Refreshed is st after a successful refresh recorded as transition seq.
 func (st State) Refreshed(info TokenInfo, seq int64) State {
-	st.Adopt(info)
-	st.Status = StatusActive
-	st.Seq = seq
+	st = st.Enrolled(info, seq)
 	st.Refreshes += max(info.Refreshes, 1)
-	st.Failures = 0
 	st.RetryNotBefore = time.Time{}
-	st.LastError = ""
 	return st
 }
 
