@@ -6,11 +6,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -40,40 +38,13 @@ func binary(t *testing.T) string {
 	return buildBin
 }
 
-// process is a `tokenwarden worker` or `tokenwarden gateway`.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func (r *rig) startProcess(t *testing.T, bin string, env []string, args ...string) *process {
+// startProcess runs a `tokenwarden worker` or `tokenwarden gateway` for the
+// rest of the test, its output in the rig's log.
+func (r *rig) startProcess(t *testing.T, bin string, env []string, args ...string) *e2e.Process {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout = r.e2e.Logs
-	cmd.Stderr = r.e2e.Logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start tokenwarden %v: %v", args, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.stop)
+	p := e2e.StartProcess(t, bin, env, r.e2e.Logs, args...)
+	t.Cleanup(func() { p.Stop(20 * time.Second) })
 	return p
-}
-
-func (p *process) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(20 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
 
 func freeAddr(t *testing.T) string {

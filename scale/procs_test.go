@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,9 +18,8 @@ import (
 // from the test process (gateway and callers) so that each one's CPU and
 // memory can be measured, and so that 1 and 2 workers compare fairly.
 type workerProc struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
+	*e2e.Process
+	log string
 }
 
 // startWorkers starts n worker processes for the stack, logging to files
@@ -31,21 +28,17 @@ func startWorkers(t *testing.T, s *e2e.Stack, bin, dir string, n int) []*workerP
 	t.Helper()
 	var ws []*workerProc
 	for i := 0; i < n; i++ {
-		w := &workerProc{log: filepath.Join(dir, fmt.Sprintf("scale-worker-%d.log", i+1)), done: make(chan struct{})}
+		w := &workerProc{log: filepath.Join(dir, fmt.Sprintf("scale-worker-%d.log", i+1))}
 		f, err := os.Create(w.log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.cmd = exec.Command(bin, "worker")
 		// No ops port: two workers on one machine would contend for it.
-		w.cmd.Env = append(s.Env(), "TOKENWARDEN_WORKER_OPS_LISTEN=", "TOKENWARDEN_LOG_FORMAT=json")
-		w.cmd.Stdout, w.cmd.Stderr = f, f
-		if err := w.cmd.Start(); err != nil {
-			t.Fatalf("start worker: %v", err)
-		}
-		go func() { _ = w.cmd.Wait(); f.Close(); close(w.done) }()
+		env := append(s.Env(), "TOKENWARDEN_WORKER_OPS_LISTEN=", "TOKENWARDEN_LOG_FORMAT=json")
+		w.Process = e2e.StartProcess(t, bin, env, f, "worker")
 		t.Cleanup(func() {
-			w.stop(30 * time.Second)
+			w.Stop(30 * time.Second)
+			f.Close()
 			if t.Failed() {
 				t.Logf("last lines of %s:\n%s", w.log, tail(w.log, 20))
 			}
@@ -69,25 +62,6 @@ func (w *workerProc) waitStarted(t *testing.T) {
 	}
 	t.Fatalf("worker did not start within a minute:\n%s", tail(w.log, 20))
 }
-
-// stop sends SIGTERM (the worker finishes its running activities) and
-// waits, SIGKILLing after within.
-func (w *workerProc) stop(within time.Duration) {
-	select {
-	case <-w.done:
-		return
-	default:
-	}
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.done:
-	case <-time.After(within):
-		_ = w.cmd.Process.Kill()
-		<-w.done
-	}
-}
-
-func (w *workerProc) pid() int { return w.cmd.Process.Pid }
 
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
@@ -124,7 +98,7 @@ func parts(ws []*workerProc, stackDir string) []part {
 		{"workers", func() []int {
 			var pids []int
 			for _, w := range ws {
-				pids = append(pids, w.pid())
+				pids = append(pids, w.Pid())
 			}
 			return pids
 		}},
@@ -224,7 +198,7 @@ func scanKiB(r io.Reader, field string) int64 {
 func workersKiB(ws []*workerProc, field string) int64 {
 	var sum int64
 	for _, w := range ws {
-		sum += memoryKiB(w.pid(), field)
+		sum += memoryKiB(w.Pid(), field)
 	}
 	return sum
 }
