@@ -3,6 +3,8 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,21 +38,173 @@ func (s *suite) lastRecord(t *testing.T) Transition {
 // revokes the link and ends the workflow as cancelled, whatever the link
 // was doing. Before the rule, a cancelled context turned the sleep loop
 // (and the consent wait) into a spin of failing workflow tasks.
+//
+// Each row brings the link into one state, checks that it is there, and
+// cancels: the run must end cancelled (not time out, not panic, not fail),
+// with exactly one Revoke activity that wiped the secrets and "revoked" as
+// the last audit record.
 func TestCancellationRevokes(t *testing.T) {
-	for _, grant := range []string{providers.GrantClientCredentials, providers.GrantAuthorizationCode} {
-		t.Run(grant, func(t *testing.T) {
+	invalidGrant := temporal.NewNonRetryableApplicationError("refresh: invalid_grant", ErrTypeInvalidGrant, nil)
+	for _, tc := range []struct {
+		name  string
+		grant string
+		// setup runs before the workflow starts; cancelAt is when the
+		// test cancels (zero: setup arranges the cancellation itself).
+		setup    func(t *testing.T, s *suite, started *activityStarts)
+		cancelAt time.Duration
+		// want is the link's status just before the cancellation, then
+		// what else must hold (nil: nothing).
+		want  Status
+		check func(t *testing.T, s *suite, starts *activityStarts)
+	}{
+		{name: "active", grant: providers.GrantClientCredentials, cancelAt: 7 * time.Minute, want: StatusActive},
+		{name: "waiting for consent", grant: providers.GrantAuthorizationCode, cancelAt: 7 * time.Minute,
+			want: StatusPendingAuthorization,
+			check: func(t *testing.T, s *suite, _ *activityStarts) {
+				require.Zero(t, s.f.enrolls, "no consent came")
+			}},
+		{name: "reauth_required", grant: providers.GrantPassword, cancelAt: 10 * time.Minute, want: StatusReauthRequired,
+			setup: func(t *testing.T, s *suite, _ *activityStarts) { s.f.refreshErrs = []error{invalidGrant} },
+			check: func(t *testing.T, s *suite, _ *activityStarts) {
+				require.Equal(t, 1, s.f.suspends, "the token was suspended before the cancellation")
+			}},
+		{name: "degraded, provider failing", grant: providers.GrantClientCredentials, cancelAt: 10 * time.Minute,
+			want: StatusDegraded,
+			setup: func(t *testing.T, s *suite, _ *activityStarts) {
+				for range 1000 {
+					s.f.refreshErrs = append(s.f.refreshErrs, transient)
+				}
+			},
+			check: func(t *testing.T, s *suite, starts *activityStarts) {
+				require.GreaterOrEqual(t, starts.count(ActivityRefresh), 8, "the provider kept failing until the cancellation")
+			}},
+		{name: "device flow polling", grant: providers.GrantDeviceCode, cancelAt: 2 * time.Minute,
+			want:  StatusPendingAuthorization,
+			setup: func(t *testing.T, s *suite, _ *activityStarts) { s.f.pendingPoll = 1 << 20 },
+			check: func(t *testing.T, s *suite, starts *activityStarts) {
+				require.GreaterOrEqual(t, starts.count(ActivityPollDevice), 10, "polling until the cancellation")
+				require.Zero(t, s.f.enrolls)
+			}},
+		{name: "refresh activity in flight", grant: providers.GrantClientCredentials, want: StatusActive,
+			setup: func(t *testing.T, s *suite, _ *activityStarts) {
+				// The second refresh (about 8 minutes in): the
+				// cancellation arrives while the activity runs.
+				s.f.duringRefresh = func() {
+					if s.f.refreshes == 2 {
+						s.env.CancelWorkflow()
+					}
+				}
+			},
+			check: func(t *testing.T, s *suite, starts *activityStarts) {
+				require.Equal(t, 2, starts.count(ActivityRefresh), "cancelled during the second refresh, none after")
+			}},
+		{name: "enrollment retrying after transient failures", grant: providers.GrantClientCredentials,
+			cancelAt: 90 * time.Second, want: "",
+			setup: func(t *testing.T, s *suite, _ *activityStarts) { s.downFor(ActivityEnroll, 24*time.Hour) },
+			check: func(t *testing.T, s *suite, starts *activityStarts) {
+				require.GreaterOrEqual(t, starts.count(ActivityEnroll), 4, "Enroll was retrying when cancelled")
+				require.Zero(t, s.f.enrolls, "no enrollment got through")
+			}},
+		{name: "suspend blocked, Vault failing, within its grace", grant: providers.GrantPassword, want: StatusActive,
+			setup: func(t *testing.T, s *suite, starts *activityStarts) {
+				s.f.refreshErrs = []error{invalidGrant}
+				s.downFor(ActivitySuspend, 24*time.Hour)
+				// The second attempt starts a second after the first:
+				// the link has not said reauth_required yet (it does
+				// after its grace of a few seconds).
+				starts.then = func(name string, n int) {
+					if name == ActivitySuspend && n == 2 {
+						s.env.CancelWorkflow()
+					}
+				}
+			},
+			check: func(t *testing.T, s *suite, starts *activityStarts) {
+				require.Equal(t, 2, starts.count(ActivitySuspend), "cancelled as Suspend retried")
+				require.Zero(t, s.f.suspends, "Vault never took the suspend")
+			}},
+		{name: "suspend blocked, Vault failing", grant: providers.GrantPassword, cancelAt: 6 * time.Minute,
+			want: StatusReauthRequired,
+			setup: func(t *testing.T, s *suite, _ *activityStarts) {
+				s.f.refreshErrs = []error{invalidGrant}
+				s.downFor(ActivitySuspend, 24*time.Hour)
+			},
+			check: func(t *testing.T, s *suite, starts *activityStarts) {
+				require.GreaterOrEqual(t, starts.count(ActivitySuspend), 4, "Suspend was retrying when cancelled")
+				require.Zero(t, s.f.suspends, "Vault never took the suspend")
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			s := newSuite(t, 5*time.Minute)
 			s.env.SetTestTimeout(10 * time.Second)
-			s.at(7*time.Minute, func() { s.env.CancelWorkflow() })
-			s.env.ExecuteWorkflow(Link, params(grant))
+			starts := recordStarts(s)
+			if tc.setup != nil {
+				tc.setup(t, s, starts)
+			}
+			var before *State
+			if tc.cancelAt > 0 {
+				s.at(tc.cancelAt, func() {
+					st := s.state(t)
+					before = &st
+					s.env.CancelWorkflow()
+				})
+			}
+			start := s.env.Now()
+			s.env.ExecuteWorkflow(Link, params(tc.grant))
 			require.True(t, s.env.IsWorkflowCompleted())
+			require.Less(t, s.env.Now().Sub(start), 24*time.Hour,
+				"the run never ended after the cancellation: it sat blocked until the test environment's run timeout (%v)", s.env.GetWorkflowError())
 			require.True(t, temporal.IsCanceledError(s.env.GetWorkflowError()), "want cancelled, got %v", s.env.GetWorkflowError())
-			require.Equal(t, 1, s.f.wiped, "cancellation revokes")
+			if tc.cancelAt > 0 {
+				require.NotNil(t, before, "the cancellation never came")
+				require.Equal(t, tc.want, before.Status, "status when cancelled (last error %q)", before.LastError)
+			}
+			require.Equal(t, 1, starts.count(ActivityRevoke), "one Revoke activity")
+			require.Equal(t, 1, s.f.wiped, "cancellation wipes the secrets, once")
 			last := s.lastRecord(t)
+			require.Equal(t, "revoked", last.Type)
 			require.Equal(t, StatusRevoked, last.To)
 			require.Contains(t, last.Detail, "cancelled")
+			if tc.check != nil {
+				tc.check(t, s, starts)
+			}
 		})
 	}
+}
+
+// activityStarts counts activity attempts by name.
+type activityStarts struct {
+	mu sync.Mutex
+	n  map[string]int
+	at map[string][]time.Time
+	// then, if set, runs as attempt n of activity name starts.
+	then func(name string, n int)
+}
+
+// recordStarts counts the activity attempts of s's workflow.
+func recordStarts(s *suite) *activityStarts {
+	a := &activityStarts{n: map[string]int{}, at: map[string][]time.Time{}}
+	s.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.n[info.ActivityType.Name]++
+		a.at[info.ActivityType.Name] = append(a.at[info.ActivityType.Name], s.env.Now())
+		if a.then != nil {
+			a.then(info.ActivityType.Name, a.n[info.ActivityType.Name])
+		}
+	})
+	return a
+}
+
+func (a *activityStarts) count(name string) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n[name]
+}
+
+func (a *activityStarts) times(name string) []time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.at[name])
 }
 
 // TestDeviceSlowDownIsCumulative: every slow_down adds 5 s to the interval

@@ -41,24 +41,48 @@ var recordOptions = workflow.ActivityOptions{
 
 // record writes t to the audit trail in the background.
 func (l *link) record(ctx workflow.Context, t Transition) {
-	f := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
-		fmt.Sprintf("audit: record %s (seq %d)", t.Type, t.Seq)), ActivityRecord, t)
+	run := func(ctx workflow.Context) workflow.Future {
+		return workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
+			fmt.Sprintf("audit: record %s (seq %d)", t.Type, t.Seq)), ActivityRecord, t)
+	}
+	f := run(ctx)
 	l.unrecorded = append(l.unrecorded, t)
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		if f.Get(ctx, nil) == nil {
+		if _, err := outlive(ctx, f, run); err == nil {
 			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool { return u.Seq == t.Seq })
 		}
 	})
 }
 
+// outlive waits for f, an activity that must finish even when the
+// workflow is cancelled: an audit record or a webhook check. Cancelled
+// with the workflow (or started after), it is run again by run on a
+// context the cancellation does not reach, since the revoke that ends a
+// cancelled link waits for every record and webhook event (flushRecords).
+// Runs that began before "records-outlive-cancel" sat blocked there. It
+// returns the future that settled last, for its result.
+func outlive(ctx workflow.Context, f workflow.Future, run func(workflow.Context) workflow.Future) (workflow.Future, error) {
+	err := f.Get(ctx, nil)
+	if err == nil || ctx.Err() == nil ||
+		workflow.GetVersion(ctx, "records-outlive-cancel", workflow.DefaultVersion, 1) < 1 {
+		return f, err
+	}
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	f = run(dctx)
+	return f, f.Get(dctx, nil)
+}
+
 // recordBatch writes ts to the audit trail in the background, in one
 // activity.
 func (l *link) recordBatch(ctx workflow.Context, ts []Transition) {
-	f := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
-		fmt.Sprintf("audit: record %d transitions carried from the previous run", len(ts))), ActivityRecordBatch, ts)
+	run := func(ctx workflow.Context) workflow.Future {
+		return workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
+			fmt.Sprintf("audit: record %d transitions carried from the previous run", len(ts))), ActivityRecordBatch, ts)
+	}
+	f := run(ctx)
 	l.unrecorded = append(l.unrecorded, ts...)
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		if f.Get(ctx, nil) == nil {
+		if _, err := outlive(ctx, f, run); err == nil {
 			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool {
 				return slices.ContainsFunc(ts, func(t Transition) bool { return t.Seq == u.Seq })
 			})

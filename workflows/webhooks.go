@@ -148,16 +148,24 @@ func (l *link) webhookAnswered(ctx workflow.Context, t Transition, subscribed *b
 		}
 		return
 	}
-	check := workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions), "webhook: does the tenant want "+typ+"?"), ActivityWebhookSubscribed,
-		WebhookCheck{TenantID: t.TenantID, Type: typ})
+	run := func(ctx workflow.Context) workflow.Future {
+		return workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions), "webhook: does the tenant want "+typ+"?"), ActivityWebhookSubscribed,
+			WebhookCheck{TenantID: t.TenantID, Type: typ})
+	}
+	check := run(ctx)
 	// Until the check answers, the event is carried across a run boundary
 	// (see records.go); once the child is being started, the boundary
 	// waits for it, which takes Temporal alone.
 	l.unchecked = append(l.unchecked, t)
 	workflow.Go(ctx, func(ctx workflow.Context) {
+		answered, err := outlive(ctx, check, run)
 		var subscribed bool
-		if err := check.Get(ctx, &subscribed); err != nil {
+		if err != nil || answered.Get(ctx, &subscribed) != nil {
 			return
+		}
+		if ctx.Err() != nil && workflow.GetVersion(ctx, "records-outlive-cancel", workflow.DefaultVersion, 1) >= 1 {
+			// Cancelled: the delivery is started all the same.
+			ctx, _ = workflow.NewDisconnectedContext(ctx)
 		}
 		l.unchecked = slices.DeleteFunc(l.unchecked, func(u Transition) bool { return u.Seq == t.Seq })
 		if !subscribed {
