@@ -551,22 +551,42 @@ func (a *Activities) Revoke(ctx context.Context, ref workflows.LinkRef) error {
 
 // Suspend clears a link's access token in Vault (keeping its refresh
 // token), so that the gateway answers reauth_required instead of serving
-// a token of a grant the provider has rejected.
+// a token of a grant the provider has rejected. The write is a
+// check-and-set: one that loses to a concurrent write (an earlier refresh
+// attempt storing the token it got) reads again and clears what won, so
+// no token is left behind.
 func (a *Activities) Suspend(ctx context.Context, ref workflows.LinkRef) error {
-	cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
-	switch {
-	case errors.Is(err, secrets.ErrNotFound):
-		return nil
-	case err != nil:
-		return vaultError("suspend "+ref.LinkID, err)
+	for {
+		cur, err := a.Secrets.ReadToken(ctx, ref.TenantID, ref.LinkID)
+		switch {
+		case errors.Is(err, secrets.ErrNotFound):
+			return nil
+		case err != nil:
+			return vaultError("suspend "+ref.LinkID, err)
+		}
+		t := cur.Value
+		if t.AccessToken == "" && t.IDToken == "" {
+			return nil
+		}
+		t.AccessToken, t.IDToken = "", ""
+		if testHookSuspendRead != nil {
+			testHookSuspendRead()
+		}
+		_, err = a.Secrets.WriteToken(ctx, ref.TenantID, ref.LinkID, t, cur.Version)
+		switch {
+		case err == nil:
+			return nil
+		case !errors.Is(err, secrets.ErrVersionConflict):
+			return vaultError("suspend "+ref.LinkID, err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
 	}
-	t := cur.Value
-	t.AccessToken, t.IDToken = "", ""
-	if _, err := a.Secrets.WriteToken(ctx, ref.TenantID, ref.LinkID, t, cur.Version); err != nil && !errors.Is(err, secrets.ErrVersionConflict) {
-		return vaultError("suspend "+ref.LinkID, err)
-	}
-	return nil
 }
+
+// testHookSuspendRead, when set by a test, runs between Suspend's read and
+// its write: a concurrent writer's moment.
+var testHookSuspendRead func()
 
 // RecordTransitions writes the transitions a link's run carried in from
 // the previous run, each as RecordTransition does (idempotent, never

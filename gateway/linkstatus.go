@@ -17,20 +17,28 @@ import (
 // from the worker, its Vault login expired) or come late, while the
 // gateway still reads Vault fine. So the gateway also knows, from
 // PostgreSQL, which links must not serve: statusWatch keeps that set in
-// memory, refreshed in the background every statusPollInterval from the
-// links rows that changed since the last poll. The token read stays one
-// Vault read plus a map lookup; only a link in the set costs a
-// PostgreSQL read, to confirm (a re-authorized link leaves the set then).
+// memory. The token read stays one Vault read plus a map lookup; only a
+// link in the set costs a PostgreSQL read, to confirm (a re-authorized
+// link leaves the set then).
+//
+// How it learns. The links row's trigger announces every status change on
+// the token cache's channel (migration 012), and the listener hands it to
+// learn: a token read that begins after the notification arrived refuses.
+// Notifications arrive in commit order, so a gateway whose token cache
+// holds its lease has heard, within that lease (a second by default),
+// every status committed before. A poll every StatusPoll (a second by
+// default) of the rows changed since the last one is the backstop: for a
+// gateway without a token cache, or whose listener is down.
 //
 // What it relies on: the workflow records a link's new status in
 // PostgreSQL (RecordTransition) whether or not the Vault wipe succeeded,
-// and keeps retrying the wipe until it does. A token read refuses within
-// statusPollInterval (plus the poll's own time) of the row's commit.
-// While PostgreSQL is unreachable the set is not refreshed and token reads
-// go on from Vault alone, as before: a database outage never stops
-// token serving.
+// and keeps retrying the wipe until it does. While PostgreSQL is
+// unreachable the set is not refreshed and token reads go on from Vault
+// alone, as before: a database outage never stops token serving (and the
+// workflow cannot record a status then either; its wipe still works).
 const (
-	// statusPollInterval is how often the set is refreshed.
+	// statusPollInterval is how often the set is re-read by default
+	// (Config.StatusPoll).
 	statusPollInterval = time.Second
 	// statusOverlap: each poll re-reads rows changed this long before the
 	// previous poll, since updated_at is a transaction's start time and a
@@ -162,6 +170,21 @@ func (w *statusWatch) refusal(ctx context.Context, tenant, id string) error {
 	}
 	w.mu.Unlock()
 	return nil
+}
+
+// learn applies a status change that a links row announced: the link
+// stops serving at once, or leaves the set once it serves again.
+func (w *statusWatch) learn(key, status string) {
+	if w == nil || w.src == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if notServing(status) {
+		w.links[key] = watchedLink{status: status, until: time.Now().Add(statusWindow)}
+		return
+	}
+	delete(w.links, key)
 }
 
 // start runs the poll; w.mu is held.

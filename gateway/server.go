@@ -92,6 +92,11 @@ type Config struct {
 	// long a revoke waits before it answers; default 1s. Negative turns
 	// the cache off: every token read is one Vault read.
 	TokenCacheLease time.Duration
+	// StatusPoll is how often the gateway re-reads which links must not
+	// serve a token (linkstatus.go); default 1s. It is the backstop: a
+	// gateway whose token cache listens learns each status change from
+	// its notification, at once.
+	StatusPoll time.Duration
 }
 
 // Defaults of Config.
@@ -146,6 +151,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TokenCacheLease == 0 {
 		c.TokenCacheLease = DefaultTokenCacheLease
+	}
+	if c.StatusPoll <= 0 {
+		c.StatusPoll = statusPollInterval
 	}
 	return c
 }
@@ -259,8 +267,10 @@ func New(d Deps, cfg Config) *Server {
 		s.linkStatus = newStatusWatch(storeStatusSource{d.Store}, func(ctx context.Context, tenant, id string) (store.Link, error) {
 			return s.store.GetLink(ctx, tenant, id)
 		}, logger)
+		s.linkStatus.interval = cfg.StatusPoll
 		if cfg.TokenCacheLease > 0 {
 			s.tokens = newTokenCache(d.Store.Pool(), cfg.TokenCacheLease, logger)
+			s.tokens.onStatus = s.linkStatus.learn
 			s.tokens.start()
 		}
 	}

@@ -71,6 +71,8 @@ type tokenCache struct {
 	// lag delays the handling of each notification: tests play a
 	// listener that falls behind with it.
 	lag time.Duration
+	// onStatus hears each link's new status (statusWatch.learn).
+	onStatus func(key, status string)
 }
 
 // cacheSlot is one link's entry. gen moves on each invalidation, so that a
@@ -251,8 +253,17 @@ func (c *tokenCache) listen(ctx context.Context) error {
 }
 
 // handle applies one notification: an own ping renews the lease, a link
-// key drops that link; other gateways' pings are ignored.
+// key drops that link, a status change goes to onStatus; other gateways'
+// pings are ignored.
 func (c *tokenCache) handle(payload string) {
+	if rest, ok := strings.CutPrefix(payload, "status:"); ok {
+		// "status:<status>:<tenant>/<link>" (migration 012); a status
+		// holds no colon.
+		if status, key, ok := strings.Cut(rest, ":"); ok && c.onStatus != nil {
+			c.onStatus(key, status)
+		}
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if rest, ok := strings.CutPrefix(payload, "ping:"); ok {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/secrets"
+	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/testenv"
 	"github.com/tokenwarden/tokenwarden/providers"
 )
@@ -88,4 +89,38 @@ func TestTokenCacheLease(t *testing.T) {
 	if _, ok := b.get(key); ok {
 		t.Fatal("a lagging gateway served a token whose revoke had returned")
 	}
+}
+
+// TestStatusNotificationStopsServing: a status change announced on the
+// token cache's channel (migration 012) reaches the link status set at
+// once, without waiting for its poll; a link serving again leaves it.
+func TestStatusNotificationStopsServing(t *testing.T) {
+	c := newTokenCache(nil, time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := newStatusWatch(fixedStatusSource{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c.onStatus = w.learn
+	notServingNow := func(key string) bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		_, ok := w.links[key]
+		return ok
+	}
+	c.handle("status:reauth_required:acme/lnk_1")
+	if !notServingNow("acme/lnk_1") {
+		t.Fatal("a link announced reauth_required is not in the set of links that must not serve")
+	}
+	c.handle("status:active:acme/lnk_1")
+	if notServingNow("acme/lnk_1") {
+		t.Fatal("a link announced active again stays in the set")
+	}
+	c.handle("status:revoked:tenant:with:colons/lnk_2")
+	if notServingNow("tenant:with:colons/lnk_2") == notServingNow("with:colons/lnk_2") {
+		t.Fatal("the key after the status was not taken whole")
+	}
+}
+
+// fixedStatusSource answers every poll with nothing.
+type fixedStatusSource struct{}
+
+func (fixedStatusSource) changedSince(context.Context, time.Time, time.Duration) ([]store.LinkStatusChange, time.Time, error) {
+	return nil, time.Now(), nil
 }

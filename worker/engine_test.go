@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/gateway"
 	"github.com/tokenwarden/tokenwarden/internal/e2e"
 	"github.com/tokenwarden/tokenwarden/internal/oidcpeer"
 	"github.com/tokenwarden/tokenwarden/providers"
@@ -177,16 +178,26 @@ func (c *callLog) spentInFlight(rt string, at []time.Time, grace time.Duration) 
 	return false
 }
 
+// defaultTestSchedule is the peer's refresh schedule in most tests.
+const defaultTestSchedule = "{min_margin: 1s, fraction: 0.2, jitter: 0.1, default_lifetime: 5s}"
+
 func newEngineAt(t *testing.T, peer *oidcpeer.Peer, extra string) *engine {
 	t.Helper()
-	return newEngineScheduled(t, peer, extra, "{min_margin: 1s, fraction: 0.2, jitter: 0.1, default_lifetime: 5s}")
+	return newEngineScheduled(t, peer, extra, defaultTestSchedule)
 }
 
 // newEngineScheduled is newEngineAt with the peer's refresh schedule given
 // as a YAML flow mapping.
 func newEngineScheduled(t *testing.T, peer *oidcpeer.Peer, extra, schedule string) *engine {
 	t.Helper()
+	return newEngineGateway(t, peer, extra, schedule, gateway.Config{})
+}
+
+// newEngineGateway is newEngineScheduled with the gateway's configuration.
+func newEngineGateway(t *testing.T, peer *oidcpeer.Peer, extra, schedule string, gw gateway.Config) *engine {
+	t.Helper()
 	s := e2e.Start(t, e2e.Options{
+		Gateway:      gw,
 		NoWorker:     true,
 		VaultSecrets: map[string]map[string]string{"providers/peer": {"client_secret": peer.ClientSecret}},
 		Catalog: fmt.Sprintf(`providers:

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -47,10 +48,16 @@ func (e *engine) gatewayCall(ctx context.Context, method, path string) (int, str
 // for the worker (a TCP proxy in front of Vault, for the worker process
 // only, is cut). The workflow moves the link to reauth_required, but its
 // Suspend cannot clear the access token in Vault; the gateway, which
-// still reads Vault fine, must not serve that token.
+// still reads Vault fine, must not serve that token from the moment the
+// status is recorded: it hears of it from the row's notification, not
+// from its poll (made too slow to tell here).
 func TestSuspendedLinkServesNoTokenWhenVaultWriteFails(t *testing.T) {
 	t.Parallel()
-	e, tap := newEngineWithTap(t, oidcpeer.Options{AccessTokenTTL: 10 * time.Minute, RequireOfflineAccess: true})
+	peer := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: 10 * time.Minute, RequireOfflineAccess: true})
+	tap := newHTTPTap(t, peer.TokenURL)
+	u, _ := url.Parse(peer.TokenURL)
+	e := newEngineGateway(t, peer, fmt.Sprintf("\n    endpoint: {token_url: %q}", tap.URL+u.Path), defaultTestSchedule,
+		gateway.Config{StatusPoll: 10 * time.Minute, RateLimit: 1e6, RateBurst: 1 << 20})
 	vaultURL, err := url.Parse(e.Info.VaultAddress)
 	if err != nil {
 		t.Fatal(err)
@@ -90,33 +97,29 @@ func TestSuspendedLinkServesNoTokenWhenVaultWriteFails(t *testing.T) {
 	if tok, _ := e.Token(ctx, id); tok.AccessToken == "" {
 		t.Fatal("precondition: Suspend cleared the access token although Vault was cut for the worker")
 	}
-	for {
-		row, err := e.Store.GetLink(ctx, e2e.Tenant, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if row.Status == string(workflows.StatusReauthRequired) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	// PostgreSQL knows; the gateway learns within its poll interval
-	// (about a second) and from then on refuses.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	// Read the token without pause while waiting for the row. A gateway
+	// whose token cache holds its lease has heard every status committed
+	// a lease before (gateway/linkstatus.go): every read that begins
+	// later must refuse. The poll is too slow to be the one that tells.
+	var seen time.Time
+	for reads := 0; reads < 20; {
+		began := time.Now()
 		code, errCode, _ := e.gatewayCall(ctx, "GET", "/v1/links/"+id+"/token")
-		if code == http.StatusConflict && errCode == gateway.CodeReauthRequired {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("5 s after the link became reauth_required the gateway still answers its token read with %d %q, want 409 %s",
-				code, errCode, gateway.CodeReauthRequired)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	for i := 0; i < 10; i++ {
-		if code, errCode, _ := e.gatewayCall(ctx, "GET", "/v1/links/"+id+"/token"); code != http.StatusConflict {
-			t.Fatalf("token read %d after the refusal answered %d %q", i, code, errCode)
+		switch {
+		case !seen.IsZero() && began.After(seen.Add(gateway.DefaultTokenCacheLease)):
+			reads++
+			if code != http.StatusConflict || errCode != gateway.CodeReauthRequired {
+				t.Fatalf("token read %d, a cache lease after the link's row said reauth_required, answered %d %q, want 409 %s",
+					reads, code, errCode, gateway.CodeReauthRequired)
+			}
+		case seen.IsZero():
+			row, err := e.Store.GetLink(ctx, e2e.Tenant, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.Status == string(workflows.StatusReauthRequired) {
+				seen = time.Now()
+			}
 		}
 	}
 	e.ScanForSecrets(ctx)

@@ -348,14 +348,20 @@ func (l *link) needReauth(ctx workflow.Context, event string) {
 	// reauth_required: a caller told so must not then be served the
 	// token. Normally the token is gone before the status is recorded
 	// (and the API or a webhook says reauth_required). With Vault
-	// unreachable, the status is recorded after suspendGrace anyway: the
-	// gateway then stops serving the token from the recorded status, and
-	// the clearing goes on.
+	// unreachable, the status is recorded after a grace anyway: the
+	// gateway then stops serving the token from the recorded status (it
+	// hears of it at the commit), and the clearing goes on. The grace is
+	// short, since until the status is recorded a gateway that reads
+	// Vault fine serves the token of a dead grant.
 	l.suspending = true
 	defer func() { l.suspending = false }()
+	grace := suspendGrace
+	if workflow.GetVersion(ctx, "short-suspend-grace", workflow.DefaultVersion, 1) >= 1 {
+		grace = shortSuspendGrace
+	}
 	actx, cancel := workflow.WithCancel(withSummary(workflow.WithActivityOptions(ctx, untilDone(ctx)), suspendSummary))
 	f := workflow.ExecuteActivity(actx, ActivitySuspend, l.ref())
-	l.awaitActivityFor(ctx, f, suspendGrace)
+	l.awaitActivityFor(ctx, f, grace)
 	l.transition(ctx, StatusReauthRequired, event, l.st.LastError)
 	// A revoke meanwhile wipes the token anyway.
 	if l.awaitActivity(ctx, f, cancel) {
@@ -366,8 +372,13 @@ func (l *link) needReauth(ctx workflow.Context, event string) {
 }
 
 // suspendGrace is how long a suspend may take before the link's
-// reauth_required status is recorded without it.
-const suspendGrace = 30 * time.Second
+// reauth_required status is recorded without it; shortSuspendGrace in
+// runs since "short-suspend-grace": a Vault write that has not landed in
+// it is not about to.
+const (
+	suspendGrace      = 30 * time.Second
+	shortSuspendGrace = 5 * time.Second
+)
 
 const suspendSummary = "suspend: clear the access token of a dead grant"
 
