@@ -20,6 +20,11 @@ const enrollOutage = 30 * time.Second
 // failures are retried for the authorization window. Before, an
 // enrollment gave up after four attempts (about 7 s): the new link
 // failed, and the re-enrolled one stayed in reauth_required.
+//
+// The peer's counters show that the exchange met the outage: at least
+// one 503 was answered to a request of the link's grant before the
+// outage ended. Only the Enroll activity sends those grants here (the
+// re-enrolled link is in reauth_required, so it does not refresh).
 func TestEnrollmentOutlastsProviderOutage(t *testing.T) {
 	t.Parallel()
 	t.Run("enrollment", func(t *testing.T) {
@@ -28,9 +33,10 @@ func TestEnrollmentOutlastsProviderOutage(t *testing.T) {
 		e.StartWorker()
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		outage(ctx, t, e, providers.GrantAuthorizationCode)
+		met := outage(ctx, t, e, providers.GrantAuthorizationCode)
 		id := e.createAuthCodeLink(ctx)
 		e.WaitFor(ctx, id, "active after the outage", active)
+		met()
 	})
 	t.Run("re-enrollment", func(t *testing.T) {
 		t.Parallel()
@@ -45,21 +51,55 @@ func TestEnrollmentOutlastsProviderOutage(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.WaitFor(ctx, id, "reauth_required", e2e.Status(workflows.StatusReauthRequired))
-		outage(ctx, t, e, providers.GrantClientCredentials)
+		met := outage(ctx, t, e, providers.GrantClientCredentials)
 		if err := e.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(tenant, id), "", workflows.SignalReauthorize,
 			workflows.ReauthorizeRequest{GrantType: providers.GrantClientCredentials}); err != nil {
 			t.Fatal(err)
 		}
 		e.WaitFor(ctx, id, "active after the outage", active)
+		met()
 	})
 }
 
-// outage makes the peer answer 503 to grant requests for enrollOutage.
-func outage(ctx context.Context, t *testing.T, e *engine, grant string) {
+// outage makes the peer answer 503 to requests of grant for enrollOutage.
+// The function it returns waits for the outage to end and fails the test
+// unless the peer answered at least one of those 503s: otherwise the test
+// would pass as well if the exchange only began after the outage.
+func outage(ctx context.Context, t *testing.T, e *engine, grant string) (met func()) {
 	t.Helper()
+	before, err := e.peer.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := e.peer.InjectFault(ctx, oidcpeer.Fault{Count: 1 << 20, Status: 503, GrantType: grant}); err != nil {
 		t.Fatal(err)
 	}
-	timer := time.AfterFunc(enrollOutage, func() { _ = e.peer.ClearFaults(context.Background()) })
+	type count struct {
+		n   int
+		err error
+	}
+	ended := make(chan count, 1)
+	timer := time.AfterFunc(enrollOutage, func() {
+		// Counted before the faults are cleared: only the outage's 503s.
+		s, err := e.peer.Stats(context.Background())
+		_ = e.peer.ClearFaults(context.Background())
+		ended <- count{s.FaultsInjected - before.FaultsInjected, err}
+	})
 	t.Cleanup(func() { timer.Stop() })
+	return func() {
+		t.Helper()
+		select {
+		case c := <-ended:
+			switch {
+			case c.err != nil:
+				t.Errorf("counting the outage's 503s: %v", c.err)
+			case c.n < 1:
+				t.Errorf("no %s request met the outage (503s answered: %d): the exchange began after it", grant, c.n)
+			default:
+				t.Logf("%d %s requests answered 503 during the outage", c.n, grant)
+			}
+		case <-ctx.Done():
+			t.Fatal("the outage did not end")
+		}
+	}
 }
