@@ -25,7 +25,8 @@ const (
 	// HeaderProxySource is "upstream" on the provider's answer, relayed,
 	// and "gateway" on the gateway's own error (see ProxyError).
 	HeaderProxySource = "Tokenwarden-Proxy-Source"
-	// HeaderProxyRetry is set when the provider answered 401: retried,
+	// HeaderProxyRetry is set when the provider answered 401 (or a reply its
+	// provider reads as a refused token, such as Luca's GraphQL errors): retried,
 	// body_not_replayable, refresh_failed or refresh_throttled.
 	HeaderProxyRetry = "Tokenwarden-Proxy-Retry"
 	// HeaderProxyPass prefixes a header to send under the rest of its

@@ -38,7 +38,9 @@ import (
 //     shared by every request that saw the same token, then one retry,
 //     when the body could be kept (proxyReplayBytes); the answer says
 //     what happened in Tokenwarden-Proxy-Retry, and the link's status in
-//     Tokenwarden-Link-Status.
+//     Tokenwarden-Link-Status. So does a reply that the provider, as a
+//     providers.AuthFailureDetector, reads as a refused token (Luca's
+//     GraphQL 200 "Unauthenticated."), from its first proxyPeekBytes.
 //   - Bodies stream both ways; the upstream's status, headers and body
 //     are relayed as they are.
 
@@ -50,8 +52,9 @@ const (
 	// HeaderProxySource says who answered: "upstream" (the provider's
 	// answer, relayed) or "gateway" (the gateway's own JSON error).
 	HeaderProxySource = "Tokenwarden-Proxy-Source"
-	// HeaderProxyRetry is set when the provider answered 401: what the
-	// proxy did about it (the proxyRetry* values).
+	// HeaderProxyRetry is set when the provider answered 401, or a reply
+	// its AuthFailureDetector reads as a refused token: what the proxy
+	// did about it (the proxyRetry* values).
 	HeaderProxyRetry = "Tokenwarden-Proxy-Retry"
 	// HeaderProxyPass prefixes a header the caller wants sent under the
 	// rest of its name (Tokenwarden-Proxy-Header-Cookie: a=b sends
@@ -99,6 +102,11 @@ const (
 	// proxyDrainBytes is how much of a 401's body is read before the
 	// retry, so that its connection can be reused.
 	proxyDrainBytes = 64 << 10
+	// proxyPeekBytes is how much of a reply is read before it is relayed
+	// for a provider that tells refused tokens by the body
+	// (providers.AuthFailureDetector): such refusals are small, and the
+	// rest of a large reply streams on after what was read.
+	proxyPeekBytes = 64 << 10
 )
 
 // proxyMethods are the methods the proxy passes. CONNECT and TRACE are
@@ -117,7 +125,10 @@ type proxyCall struct {
 	tenant string
 	id     string
 	entry  providers.Entry
-	target *url.URL
+	// detector tells refused tokens that are not a 401; nil for most
+	// providers.
+	detector providers.AuthFailureDetector
+	target   *url.URL
 	// provider labels the metrics ("unknown" until the link is read).
 	provider string
 	// status is the link's status for HeaderLinkStatus ("" until known).
@@ -194,12 +205,13 @@ func (p *proxyCall) prepare() error {
 	if e := statusError(link.Status, link.LastError); e != nil && notServing(link.Status) {
 		return e
 	}
-	_, entry, ok := s.d.Providers.Get(link.Provider)
+	prov, entry, ok := s.d.Providers.Get(link.Provider)
 	if !ok || entry.API.BaseURL == "" {
 		return errConflict(CodeProxyNotConfigured, fmt.Sprintf(
 			"provider %q has no api_base_url in the catalog; the proxy cannot reach its API", link.Provider))
 	}
 	p.entry = entry
+	p.detector, _ = prov.(providers.AuthFailureDetector)
 	p.target, err = proxyTarget(entry.API.BaseURL, rel, c.Request.URL.RawQuery)
 	return err
 }
@@ -307,11 +319,13 @@ var dropHeaders = map[string]bool{
 	"X-Real-Ip": true,
 }
 
-// RoundTrip sends the request; a 401 gets one forced refresh and one
-// retry (proxyCall is the ReverseProxy's transport for its request).
+// RoundTrip sends the request; a 401, or a reply the provider reads as
+// a refused token, gets one forced refresh and one retry (proxyCall is
+// the ReverseProxy's transport for its request). A retry refused again
+// is relayed as it is.
 func (p *proxyCall) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := p.send(req)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil || !p.refused(resp) {
 		return resp, err
 	}
 	tok := p.afterUnauthorized(req.Context())
@@ -329,6 +343,29 @@ func (p *proxyCall) RoundTrip(req *http.Request) (*http.Response, error) {
 	return p.send(again)
 }
 
+// refused reports whether resp says the token was not accepted: a 401,
+// or what the provider's AuthFailureDetector reads so from the status,
+// the headers and the first proxyPeekBytes of the body. What was read is
+// put back in front of the rest, so the body is relayed whole.
+func (p *proxyCall) refused(resp *http.Response) bool {
+	if resp.StatusCode == http.StatusUnauthorized {
+		return true
+	}
+	if p.detector == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return false
+	}
+	peek, err := io.ReadAll(io.LimitReader(resp.Body, proxyPeekBytes))
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+	if err != nil {
+		// The rest of the body fails the same way when it is relayed.
+		return false
+	}
+	return p.detector.AuthFailed(resp.StatusCode, resp.Header, peek)
+}
+
 func (p *proxyCall) send(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := p.s.proxy.transport(p.entry.API.AllowInternal).RoundTrip(req)
@@ -336,8 +373,8 @@ func (p *proxyCall) send(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// afterUnauthorized gets a token to retry with after a 401, or nil,
-// setting p.retry (and p.status) to what happened.
+// afterUnauthorized gets a token to retry with after a refusal (a 401),
+// or nil, setting p.retry (and p.status) to what happened.
 func (p *proxyCall) afterUnauthorized(ctx context.Context) *providers.Token {
 	s, seen := p.s, p.tok.Version
 	if p.replayable {
@@ -376,7 +413,7 @@ func (p *proxyCall) afterUnauthorized(ctx context.Context) *providers.Token {
 	}
 	p.noteStatus(err)
 	p.retry = proxyRefreshFailed
-	s.log.Warn("proxy: refresh after an upstream 401 gave no fresh token", "request_id", requestIDOf(p.c),
+	s.log.Warn("proxy: refresh after the upstream refused the token gave no fresh token", "request_id", requestIDOf(p.c),
 		"tenant", p.tenant, "link", p.id, "provider", p.provider, "link_status", p.status, "error", err.Error())
 	return nil
 }

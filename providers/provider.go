@@ -10,6 +10,7 @@ package providers
 
 import (
 	"context"
+	"net/http"
 	"time"
 )
 
@@ -165,4 +166,19 @@ type Reenroller interface {
 // link health check that means more than "not yet expired".
 type Verifier interface {
 	Verify(ctx context.Context, t *Token) error
+}
+
+// AuthFailureDetector is implemented by providers whose API can refuse an
+// access token without answering 401: a GraphQL server answers 200 with
+// an "Unauthenticated." error (Luca). The gateway's proxy refreshes the
+// link's token and retries once when the API answers 401; with this it
+// does the same for such a reply, so that a caller never meets an expired
+// or revoked token as if it were a permanent failure of its request.
+type AuthFailureDetector interface {
+	// AuthFailed reports whether a reply of the provider's API says the
+	// access token was not accepted. body is the start of the reply's
+	// body, bounded by the caller (the whole body of a short reply);
+	// a truncated body must not count as a failure. It must not keep
+	// body or header, which may hold the API's data.
+	AuthFailed(status int, header http.Header, body []byte) bool
 }

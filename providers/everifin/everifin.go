@@ -17,7 +17,8 @@
 //   - PKCE is the entry's pkce flag, on by default. The seed does not
 //     mention it; Keycloak checks a challenge when one was sent and, unless
 //     the client requires one, accepts a request without. For a realm
-//     that refuses it, pkce: false.
+//     that refuses it, pkce: false: neither challenge nor verifier is
+//     sent.
 //   - "Access token expires after some time ... Once the Access_token is
 //     expired ... use the refresh_token": nothing is said of how long
 //     the refresh token lives. Keycloak ends every SSO session at "SSO
@@ -190,8 +191,14 @@ func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []str
 	return p.g.AuthCodeURL(state, verifier, redirectURL, scopes, params)
 }
 
-// Exchange obtains the first token.
+// Exchange obtains the first token. With pkce: false the gateway's
+// verifier is not sent: the authorization request carried no challenge,
+// and Keycloak refuses a verifier without one ("PKCE code verifier
+// specified but challenge not present in authorization").
 func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.Token, error) {
+	if !p.e.PKCE {
+		g.CodeVerifier = ""
+	}
 	t, err := p.g.Exchange(ctx, g)
 	return t, KeycloakError(err, p.lockout)
 }

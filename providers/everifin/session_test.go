@@ -54,6 +54,25 @@ func TestSessionMaxEndsGrant(t *testing.T) {
 	e.requireNoSecret(t, err)
 }
 
+// TestSessionIdleEndsGrant: a session left without a refresh for longer
+// than SSO Session Idle (refresh_expires_in) is gone: Keycloak answers
+// "Token is not active", and the error names the session limit as for
+// SSO Session Max.
+func TestSessionIdleEndsGrant(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Now()}
+	e := newEnv(t, sim.Options{AccessTTL: 5 * time.Minute, RefreshTTL: 30 * time.Minute, Now: clk.Now}, "")
+	tok := e.enroll(t)
+	assert.Equal(t, clk.Now().Add(30*time.Minute).Unix(), tok.RefreshExpiry.Unix(), "refresh_expires_in is the idle timeout")
+	clk.add(30*time.Minute + time.Second)
+	_, err := e.p.Refresh(ctx, tok)
+	pe := requireClass(t, err, providers.InvalidGrant)
+	assert.Equal(t, "Token is not active", pe.Description)
+	assert.ErrorIs(t, err, everifin.ErrSessionEnded)
+	assert.Contains(t, err.Error(), "session limit ended the grant")
+	e.requireNoSecret(t, err)
+}
+
 // TestOfflineAccessOutlivesSessionMax: with the offline_access scope the
 // realm makes an offline session that SSO Session Max does not end.
 func TestOfflineAccessOutlivesSessionMax(t *testing.T) {
@@ -135,4 +154,18 @@ func TestPKCEOption(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, strings.Contains(u, "code_challenge="), u)
 	}
+}
+
+// TestPKCEOffSendsNoVerifier: with pkce: false the code exchange carries
+// no code_verifier, although the gateway hands one over: Keycloak refuses
+// a verifier for an authorization request without a challenge.
+func TestPKCEOffSendsNoVerifier(t *testing.T) {
+	e := newEnv(t, sim.Options{}, "    pkce: false\n")
+	q := e.authorize(t, "state-1")
+	tok, err := e.p.Exchange(context.Background(), providers.Grant{
+		Type: providers.GrantAuthorizationCode, Code: q.Get("code"), CodeVerifier: verifier, RedirectURL: redirectURL,
+	})
+	e.requireNoSecret(t, err)
+	require.NoError(t, err)
+	e.track(tok)
 }

@@ -137,7 +137,9 @@ func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.
 		if g.RedirectURL != "" {
 			form.Set("redirect_uri", g.RedirectURL)
 		}
-		if g.CodeVerifier != "" {
+		// Without PKCE the authorization request carried no challenge, and
+		// a verifier would only make a strict server refuse the exchange.
+		if p.e.PKCE && g.CodeVerifier != "" {
 			form.Set("code_verifier", g.CodeVerifier)
 		}
 	case providers.GrantClientCredentials:

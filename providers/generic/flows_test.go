@@ -463,3 +463,21 @@ func TestIntrospect(t *testing.T) {
 	_, err = newProvider(t, e).Introspect(context.Background(), accessTok)
 	require.ErrorIs(t, err, providers.ErrUnsupported)
 }
+
+// TestExchangeWithoutPKCESendsNoVerifier: with PKCE off the authorization
+// request carried no challenge, so a verifier in the exchange only makes
+// a server such as Keycloak refuse it ("PKCE code verifier specified but
+// challenge not present in authorization").
+func TestExchangeWithoutPKCESendsNoVerifier(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, r *http.Request, f url.Values) {
+		writeJSON(w, 200, tokenReply(nil))
+	})
+	e := entry(up.URL)
+	e.PKCE = false
+	p := newProvider(t, e)
+	_, err := p.Exchange(context.Background(), providers.Grant{
+		Type: providers.GrantAuthorizationCode, Code: authCode, CodeVerifier: verifier, RedirectURL: "http://127.0.0.1/cb",
+	})
+	require.NoError(t, err)
+	assert.False(t, up.last(t).Form.Has("code_verifier"), "a verifier was sent with PKCE off")
+}

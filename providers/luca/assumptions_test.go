@@ -1,7 +1,11 @@
 package luca_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -28,6 +32,45 @@ func TestVerifyUnauthenticated200MeansRefresh(t *testing.T) {
 	pe := requireClass(t, err, providers.InvalidGrant)
 	assert.Equal(t, "invalid_token", pe.Code)
 	e.requireNoSecret(t, err)
+}
+
+// TestAuthFailedReadsTheSimulatorsReplies: the replies of the GraphQL
+// endpoint that refuse a token (a 401, a 200 "Unauthenticated.") are what
+// AuthFailed reports, so that the gateway's proxy refreshes on them; a
+// good answer, another GraphQL error and a body cut short are not.
+func TestAuthFailedReadsTheSimulatorsReplies(t *testing.T) {
+	ask := func(t *testing.T, e *env, token, query string) (int, http.Header, []byte) {
+		t.Helper()
+		body, _ := json.Marshal(map[string]string{"query": query})
+		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/api/v1/graphql", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := e.srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, resp.Header, raw
+	}
+	const query = `{ saleInvoices(first: 1) { nodes { id } } }`
+	for _, unauthenticatedOK := range []bool{false, true} {
+		t.Run(fmt.Sprintf("UnauthenticatedOK=%v", unauthenticatedOK), func(t *testing.T) {
+			e := newEnv(t, sim.Options{UnauthenticatedOK: unauthenticatedOK}, "")
+			d := e.p.(providers.AuthFailureDetector)
+			tok := e.enroll(t, nil)
+			status, h, body := ask(t, e, tok.AccessToken, query)
+			assert.False(t, d.AuthFailed(status, h, body), "a good answer: %d %s", status, body)
+			status, h, body = ask(t, e, tok.AccessToken, `{ me { id } }`)
+			assert.False(t, d.AuthFailed(status, h, body), "another GraphQL error: %d %s", status, body)
+			e.sim.ExpireAccessTokens()
+			status, h, body = ask(t, e, tok.AccessToken, query)
+			assert.True(t, d.AuthFailed(status, h, body), "the refusal of an expired token: %d %s", status, body)
+			if unauthenticatedOK {
+				require.Equal(t, http.StatusOK, status)
+				assert.False(t, d.AuthFailed(status, h, body[:len(body)-2]), "a body cut short")
+			}
+		})
+	}
 }
 
 // TestVerifyQueryIsBounded: the check asks for one invoice, whatever the

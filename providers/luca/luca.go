@@ -32,7 +32,8 @@
 //     taken as a paginated connection that takes first: n, so the check
 //     asks for one invoice. A GraphQL reply 200 whose errors say
 //     "Unauthenticated." (as Laravel's GraphQL servers answer) means the
-//     access token is not accepted: refresh.
+//     access token is not accepted: refresh. The check says so, and the
+//     gateway's proxy refreshes and retries as on a 401 (AuthFailed).
 //
 // Luca documents no revocation endpoint, so Provider is not a
 // providers.Revoker: revoking a link wipes its secrets, and the grant
@@ -177,10 +178,11 @@ type Provider struct {
 }
 
 var (
-	_ providers.Provider         = (*Provider)(nil)
-	_ providers.Authorizer       = (*Provider)(nil)
-	_ providers.Verifier         = (*Provider)(nil)
-	_ providers.EndpointReporter = (*Provider)(nil)
+	_ providers.Provider            = (*Provider)(nil)
+	_ providers.Authorizer          = (*Provider)(nil)
+	_ providers.Verifier            = (*Provider)(nil)
+	_ providers.EndpointReporter    = (*Provider)(nil)
+	_ providers.AuthFailureDetector = (*Provider)(nil)
 )
 
 // NewProvider builds a provider from a complete entry; graphqlURL is the API
@@ -264,30 +266,14 @@ func (p *Provider) Verify(ctx context.Context, t *providers.Token) error {
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return providers.ResponseError(op, resp.StatusCode, resp.Header, "", "")
 	}
-	var reply struct {
-		Data   json.RawMessage `json:"data"`
-		Errors []struct {
-			Message    string `json:"message"`
-			Extensions struct {
-				Category string `json:"category"`
-				Code     string `json:"code"`
-			} `json:"extensions"`
-		} `json:"errors"`
-	}
+	var reply graphQLReply
 	if err := json.Unmarshal(raw, &reply); err != nil {
 		return &providers.Error{Class: providers.Transient, Op: op, Status: resp.StatusCode, Err: providers.ErrMalformedReply}
 	}
-	for _, ge := range reply.Errors {
-		// Lighthouse (Laravel) answers an unauthenticated request 200
-		// with {"message":"Unauthenticated.","extensions":{"category":
-		// "authentication"}}; Apollo-style servers use code
-		// UNAUTHENTICATED.
-		if ge.Message == "Unauthenticated." || ge.Extensions.Category == "authentication" ||
-			ge.Extensions.Code == "UNAUTHENTICATED" {
-			e := providers.ResponseError(op, resp.StatusCode, resp.Header, "invalid_token", "access token not accepted (GraphQL: unauthenticated)")
-			e.Class = providers.InvalidGrant
-			return e
-		}
+	if reply.unauthenticated() {
+		e := providers.ResponseError(op, resp.StatusCode, resp.Header, "invalid_token", "access token not accepted (GraphQL: unauthenticated)")
+		e.Class = providers.InvalidGrant
+		return e
 	}
 	if len(reply.Data) == 0 || string(reply.Data) == "null" {
 		e := providers.ResponseError(op, resp.StatusCode, resp.Header, "graphql_error", "")
@@ -299,4 +285,48 @@ func (p *Provider) Verify(ctx context.Context, t *providers.Token) error {
 		return e
 	}
 	return nil
+}
+
+// AuthFailed reports whether a reply of Luca's API refuses the access
+// token: a 401, or a GraphQL reply 2xx (Lighthouse: 200) whose errors
+// say the request is unauthenticated, as Verify reads them. The gateway's proxy then refreshes the link's token
+// and sends the request again, as it does on a 401. A body cut short
+// (a large reply) does not parse and is not a refusal: Lighthouse's
+// refusal is a few hundred bytes.
+func (p *Provider) AuthFailed(status int, _ http.Header, body []byte) bool {
+	if status == http.StatusUnauthorized {
+		return true
+	}
+	if status < 200 || status > 299 {
+		return false
+	}
+	var reply graphQLReply
+	return json.Unmarshal(body, &reply) == nil && reply.unauthenticated()
+}
+
+// graphQLReply is the part of a GraphQL answer the check reads.
+type graphQLReply struct {
+	Data   json.RawMessage `json:"data"`
+	Errors []struct {
+		Message    string `json:"message"`
+		Extensions struct {
+			Category string `json:"category"`
+			Code     string `json:"code"`
+		} `json:"extensions"`
+	} `json:"errors"`
+}
+
+// unauthenticated reports whether the reply's errors say the request
+// carried no accepted token. Lighthouse (Laravel) answers an
+// unauthenticated request 200 with {"message":"Unauthenticated.",
+// "extensions":{"category":"authentication"}}; Apollo-style servers use
+// code UNAUTHENTICATED.
+func (r *graphQLReply) unauthenticated() bool {
+	for _, ge := range r.Errors {
+		if ge.Message == "Unauthenticated." || ge.Extensions.Category == "authentication" ||
+			ge.Extensions.Code == "UNAUTHENTICATED" {
+			return true
+		}
+	}
+	return false
 }

@@ -10,13 +10,19 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	tokenwarden "github.com/tokenwarden/tokenwarden"
 	"github.com/tokenwarden/tokenwarden/gateway"
 	"github.com/tokenwarden/tokenwarden/internal/e2e"
+	"github.com/tokenwarden/tokenwarden/providers"
+	"github.com/tokenwarden/tokenwarden/providers/builtin"
 	everifinsim "github.com/tokenwarden/tokenwarden/providers/everifin/sim"
 	lucasim "github.com/tokenwarden/tokenwarden/providers/luca/sim"
 )
@@ -165,6 +171,43 @@ func TestLucaRedirectVariants(t *testing.T) {
 	})
 }
 
+// TestLucaCatalogRefusesUnknownScope (issue 11 point 7): a catalog that
+// asks Luca for a scope it does not offer fails where the gateway and the
+// worker load it (providers.LoadFile over every builtin kind, as their
+// startup does, before anything is dialled), naming the entry and the
+// scope; the same catalog with Luca's one scope loads.
+func TestLucaCatalogRefusesUnknownScope(t *testing.T) {
+	t.Parallel()
+	catalog := func(scopes string) string {
+		path := filepath.Join(t.TempDir(), "catalog.yaml")
+		doc := fmt.Sprintf(`providers:
+  - name: luca-books
+    kind: luca
+    client_id: %s
+    client_secret: {vault: "providers/luca#client_secret"}
+    grants: [authorization_code]
+    scopes: %s
+    settings: {base_url: "https://app.luca.example"}
+`, lucaClientID, scopes)
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	_, err := providers.LoadFile(catalog("[accounting, payroll]"), builtin.Kinds)
+	if err == nil {
+		t.Fatal("a catalog asking Luca for the scope payroll loaded")
+	}
+	for _, want := range []string{"luca-books", `scope "payroll"`, "Luca offers only the scope accounting"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the catalog error does not name %s: %v", want, err)
+		}
+	}
+	if _, err := providers.LoadFile(catalog("[accounting]"), builtin.Kinds); err != nil {
+		t.Errorf("a catalog with Luca's scope: %v", err)
+	}
+}
+
 // lucaCreate creates a Luca link through the API.
 func lucaCreate(t *check, h *harness, f *fixture) *tokenwarden.Link {
 	t.Helper()
@@ -293,14 +336,20 @@ func everifinVariant(name string, opts everifinsim.Options, extra, settings stri
 }
 
 // TestEverifinSessionVariants (issue 11 points 8, 9): Keycloak's SSO
-// Session Max ends a busy authorization_code link, which then needs the
-// end-user, with a last_error that says so; offline_access avoids the
-// limit; a brute-force lockout is waited out, not a dead link.
+// Session Max ends a busy authorization_code link, and SSO Session Idle
+// one left without refreshes, which then needs the end-user, with a
+// last_error that says so; offline_access avoids the limit; a realm
+// without PKCE enrolls with pkce: false; a brute-force lockout is waited
+// out for lockout_backoff, not a dead link.
 func TestEverifinSessionVariants(t *testing.T) {
 	const sessionMax = 12 * time.Second
 	limits := everifinsim.Options{AccessTTL: shortTTL, RefreshTTL: time.Minute, SessionMax: sessionMax}
 	offline := limits
 	offline.OfflineAccess = true
+	const idle = 20 * time.Second
+	idleClock := &simClock{}
+	const lockoutBackoff = 5 * time.Second
+	noPKCE := &authRecorder{}
 	runVariants(t, []variant{
 		everifinVariant("everifin-sessionmax", limits, "", "", func(t *check, h *harness, f *fixture) {
 			start := time.Now()
@@ -329,7 +378,47 @@ func TestEverifinSessionVariants(t *testing.T) {
 			h.token(t, id, f)
 			h.revoke(t, id)
 		}),
-		everifinVariant("everifin-lockout", everifinsim.Options{AccessTTL: longTTL}, "", ", lockout_backoff: 3s", func(t *check, h *harness, f *fixture) {
+		// SSO Session Idle: the session sees no refresh for longer than
+		// its idle timeout (the simulator's clock jumps past it, as for a
+		// link whose worker was down that long), and the next refresh
+		// finds it gone.
+		everifinVariant("everifin-idle", everifinsim.Options{AccessTTL: longTTL, RefreshTTL: idle, Now: idleClock.now}, "", "", func(t *check, h *harness, f *fixture) {
+			id := everifinEnroll(t, h, f, nil)
+			h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
+			if left := time.Until(h.vaultToken(t, id).Value.RefreshExpiry); left <= 0 || left > idle {
+				t.Errorf("the refresh token dies in %s; want within the idle timeout %s", left.Round(time.Second), idle)
+			}
+			idleClock.advance(idle + time.Second)
+			h.wantRefreshError(t, id, http.StatusConflict, tokenwarden.CodeReauthRequired)
+			l := h.waitLink(t, id, "reauth_required after SSO Session Idle", 15*time.Second, isStatus("reauth_required"))
+			if !strings.Contains(l.LastError, "session limit ended the grant") || !strings.Contains(l.LastError, "invalid_grant") {
+				t.Errorf("last_error %q does not say the provider's session limit ended the grant", l.LastError)
+			}
+			h.wantReauthToken(t, id, f, true)
+			h.revoke(t, id)
+		}),
+		// A realm whose client takes no PKCE: pkce: false sends no
+		// challenge and no verifier, and enrollment works.
+		noPKCE.variant(everifinVariant("everifin-nopkce", everifinsim.Options{AccessTTL: longTTL}, "    pkce: false\n", "", func(t *check, h *harness, f *fixture) {
+			id := everifinEnroll(t, h, f, nil)
+			h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
+			h.token(t, id, f)
+			auths, exchanges := noPKCE.seen()
+			if len(auths) != 1 || len(exchanges) != 1 {
+				t.Fatalf("%d authorization requests and %d code exchanges at Everifin, want one each", len(auths), len(exchanges))
+			}
+			if auths[0].Has("code_challenge") || auths[0].Has("code_challenge_method") {
+				t.Errorf("the authorization request carried a PKCE challenge (method %q)", auths[0].Get("code_challenge_method"))
+			}
+			if exchanges[0] {
+				t.Error("the code exchange carried a code_verifier")
+			}
+			h.revoke(t, id)
+		})),
+		// Brute-force lockout: the engine waits lockout_backoff (5 s)
+		// after the locked reply, longer than the ordinary retries (1 s,
+		// then 2 s) would.
+		everifinVariant("everifin-lockout", everifinsim.Options{AccessTTL: longTTL}, "", ", lockout_backoff: "+lockoutBackoff.String(), func(t *check, h *harness, f *fixture) {
 			id := everifinEnroll(t, h, f, nil)
 			h.waitLink(t, id, "enrolled", 30*time.Second, isStatus("active"))
 			before := h.getLink(t, id).RefreshCount
@@ -338,8 +427,25 @@ func TestEverifinSessionVariants(t *testing.T) {
 			if _, err := h.s.Client.Refresh(h.ctx, id); err != nil {
 				t.Fatalf("refresh through a brute-force lockout: %v", err)
 			}
-			if took := time.Since(start); took < 2*time.Second {
-				t.Errorf("the refresh came through after %s, before the lockout's backoff", took)
+			var refreshes []hit
+			for _, x := range f.wire.hits() {
+				if x.Grant == "refresh_token" && !x.Start.Before(start) {
+					refreshes = append(refreshes, x)
+				}
+			}
+			switch {
+			case len(refreshes) != 2 || refreshes[0].Status != http.StatusBadRequest || refreshes[1].Status != http.StatusOK:
+				statuses := make([]int, len(refreshes))
+				for i, x := range refreshes {
+					statuses[i] = x.Status
+				}
+				t.Errorf("refresh requests answered %v; want the lockout's 400, then 200", statuses)
+			default:
+				gap := refreshes[1].Start.Sub(refreshes[0].End)
+				if gap < lockoutBackoff-100*time.Millisecond {
+					t.Errorf("the next refresh came %s after the locked reply, before lockout_backoff %s", gap.Round(time.Millisecond), lockoutBackoff)
+				}
+				t.Logf("the next refresh came %s after the locked reply (lockout_backoff %s)", gap.Round(time.Millisecond), lockoutBackoff)
 			}
 			l := h.waitLink(t, id, "active", 15*time.Second, func(l *tokenwarden.Link) bool {
 				return l.Status == "active" && l.RefreshCount > before
@@ -351,6 +457,52 @@ func TestEverifinSessionVariants(t *testing.T) {
 			h.revoke(t, id)
 		}),
 	})
+}
+
+// simClock is a simulator's clock that a scenario moves ahead.
+type simClock struct{ offset atomic.Int64 }
+
+func (c *simClock) now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+func (c *simClock) advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// authRecorder remembers, in front of an Everifin simulator, the query of
+// each authorization request and whether each code exchange carried a
+// code_verifier.
+type authRecorder struct {
+	mu        sync.Mutex
+	auths     []url.Values
+	verifiers []bool
+}
+
+// variant puts the recorder in front of v's simulator.
+func (a *authRecorder) variant(v variant) variant {
+	inner := v.sim
+	v.sim = func(f *fixture) (http.Handler, controls) {
+		sim, c := inner(f)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/auth"):
+				a.mu.Lock()
+				a.auths = append(a.auths, r.URL.Query())
+				a.mu.Unlock()
+			case strings.HasSuffix(r.URL.Path, "/protocol/openid-connect/token"):
+				if err := r.ParseForm(); err == nil && r.PostForm.Get("grant_type") == "authorization_code" {
+					a.mu.Lock()
+					a.verifiers = append(a.verifiers, r.PostForm.Has("code_verifier"))
+					a.mu.Unlock()
+				}
+			}
+			sim.ServeHTTP(w, r)
+		}), c
+	}
+	return v
+}
+
+func (a *authRecorder) seen() ([]url.Values, []bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]url.Values(nil), a.auths...), append([]bool(nil), a.verifiers...)
 }
 
 func everifinEnroll(t *check, h *harness, f *fixture, scopes []string) string {
