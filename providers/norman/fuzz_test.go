@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,8 +37,10 @@ func fuzzJWT(claims string) string {
 // FuzzToken feeds arbitrary bodies to the decoder of Norman's token
 // replies (create, retrieve, refresh). It must never panic, and a token
 // comes out only when the body is a JSON object naming a non-empty
-// access token; everything else is a Transient malformed-reply error
-// whose text does not depend on the body, so it cannot echo one.
+// access token. Everything else is an error whose text depends on the
+// body only through its kind, so it cannot echo one: Transient
+// malformed-reply for a JSON value cut short, Misconfigured for any
+// other body (not JSON, not an object, an object without a token).
 func FuzzToken(f *testing.F) {
 	exp := fuzzNow.Add(30 * time.Minute).Unix()
 	access := fuzzJWT(fmt.Sprintf(`{"exp":%d,"token_type":"access"}`, exp))
@@ -65,16 +69,24 @@ func FuzzToken(f *testing.F) {
 		`{"accessToken":null}`, `{"accessToken":123}`, `{"accessToken":["x"]}`, `{"accessToken":{"x":"y"}}`,
 		`{"access":""}`, `{"accessToken":"x"} trailing`, `{"accessToken":"x"}{"access":"y"}`,
 		`<html>502 Bad Gateway</html>`, "\x00\xff\xfe", `{"detail":"Token is invalid or expired","code":"token_not_valid"}`,
+		// Cut short.
+		`{"access": "`, `{"accessToken":"x","refreshToken":`, `[{"a":1},`, `"abc`, `tru`, `{"a":1} {`,
 	} {
 		f.Add(seed, true)
 		f.Add(seed, false)
 	}
 	p := fuzzProvider(f)
-	// The error for garbage, whatever the garbage was.
-	_, wantErr := p.token(opRefresh, &reply{status: http.StatusOK, body: []byte("x")}, nil)
-	if wantErr == nil {
-		f.Fatal("garbage gave a token")
+	// The error for a body cut short, whatever the body was, and those
+	// for bodies that are no JSON object, one per kind.
+	errText := func(body string) string {
+		_, err := p.token(opRefresh, &reply{status: http.StatusOK, body: []byte(body)}, nil)
+		if err == nil {
+			f.Fatalf("%q gave a token", body)
+		}
+		return err.Error()
 	}
+	cutErr := errText(`{"access": "`)
+	notJSONErrs := map[string]bool{errText(""): true, errText("<"): true, errText("[]"): true, errText("x"): true}
 
 	f.Fuzz(func(t *testing.T, body string, withPrev bool) {
 		var prev *providers.Token
@@ -128,12 +140,21 @@ func FuzzToken(f *testing.F) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("want a *providers.Error, got %T (%v)", err, err)
 			}
+			var v any
+			cut := errors.Is(json.NewDecoder(strings.NewReader(body)).Decode(&v), io.ErrUnexpectedEOF)
 			switch {
-			case !isObject:
+			case !isObject && cut:
 				if pe.Class != providers.Transient || !errors.Is(err, providers.ErrMalformedReply) {
-					t.Fatalf("want a Transient malformed-reply error for a body that is no JSON object, got %v", err)
+					t.Fatalf("want a Transient malformed-reply error for a body cut short, got %v", err)
 				}
-				if err.Error() != wantErr.Error() {
+				if err.Error() != cutErr {
+					t.Fatalf("error text depends on the body: %q", err.Error())
+				}
+			case !isObject:
+				if pe.Class != providers.Misconfigured || !errors.Is(err, ErrNotJSON) {
+					t.Fatalf("want a Misconfigured not-JSON error for a body that is no JSON object, got %v", err)
+				}
+				if !notJSONErrs[err.Error()] {
 					t.Fatalf("error text depends on the body: %q", err.Error())
 				}
 			case pe.Class != providers.Misconfigured || !errors.Is(err, ErrUnknownReplyShape):

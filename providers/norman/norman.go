@@ -12,20 +12,50 @@
 // Token replies: the guide names accessToken and refreshToken but shows
 // no reply. The pair is read in camelCase (accessToken), SimpleJWT's
 // spelling (access) or snake_case (access_token), at the top level or one
-// level down ({"data": {...}}, {"tokens": {...}}). A 2xx that is a JSON
-// object with no access token in any of these is a configuration error
-// (Misconfigured: the engine fails the link, last_error names the reply's
-// keys) at once, since the same call gets the same shape again; a body
-// that is no JSON at all (cut off, an HTML page) stays Transient.
+// level down ({"data": {...}}, {"tokens": {...}}).
+//
+// Unreadable 2xx replies. A complete 2xx reply that yields no token is a
+// configuration error (Misconfigured: the engine fails the link at the
+// first such reply, after one request), since the same call gets the
+// same answer again, and retrying a refresh that may already have spent
+// a rotating refresh token would only turn a clear configuration error
+// into a misleading invalid_grant. That is a JSON object with no access
+// token in any of these shapes (last_error names its keys), and a body
+// that is no JSON object at all: an HTML page (typically settings.base_url
+// pointing at a web site, or a proxy's page), plain text, an empty body,
+// a JSON array (last_error says which, with the Content-Type, never the
+// body). Only a reply cut off on the way stays Transient, retried with
+// the link degraded meanwhile: a read error (the body ends before its
+// Content-Length), or a body that is the beginning of a JSON value and
+// stops short (a connection closed mid-body, a truncating proxy).
 //
 // "User already exists": when users/create answers 409, or 400 saying
 // the user exists, token/retrieve is asked with all three fields the link
 // was created with (username, email, external_id). A 404 then means the
-// username belongs to another Norman user (code user_exists); a reply
-// whose "user" object, fields or JWT claims name another username, email
-// or external_id is refused (code user_mismatch) and its tokens dropped.
-// Both are Permanent: the link fails and never holds another person's
-// user.
+// username belongs to another Norman user (code user_exists). A 2xx
+// must prove that its tokens are the link's user; the check fails closed:
+//   - proof is the link's email or external_id, stated in the reply's
+//     "user" object, in the same fields at its top level or one level
+//     down, or in the access token's JWT claims. The username alone
+//     proves nothing (it is what two people collide on), nor does
+//     SimpleJWT's user_id claim (the link does not know its Norman
+//     user's id: it never had a token of it);
+//   - a reply stating another username, email or external_id is refused
+//     (code user_mismatch);
+//   - a reply stating neither the link's email nor its external_id, such
+//     as {accessToken, refreshToken} with JWTs carrying only SimpleJWT's
+//     default claims (token_type, exp, iat, jti, user_id), is refused
+//     (code user_unproven).
+//
+// All three are Permanent and the tokens are dropped: the link fails and
+// never holds another person's user. The price of failing closed: if
+// Norman's token/retrieve replies name no user, a link for an existing
+// username fails with user_unproven even when it is the same person's;
+// enroll with a new username. Reenroll (token/retrieve after the link's
+// own refresh token was rejected) asks for a user the link created or
+// proved at enrollment, and Norman usernames are unique, so there a reply
+// that names no user is accepted, and one naming another is refused
+// (user_mismatch).
 //
 // Assumptions that remain, with the seed sentence they rest on:
 //   - "Access tokens are valid for a limited period of time (usually 30
@@ -33,9 +63,10 @@
 //     sent, else settings.access_token_lifetime (default 30m).
 //   - "Generate New Access and Refresh Token ... -d {username,
 //     external_id, email}": token/retrieve identifies the user by these;
-//     whether it needs all three or matches fewer is not said, hence the
-//     check of what comes back, which only works as far as the reply
-//     names its user (a reply with none of the fields is accepted).
+//     whether it needs all three or matches fewer is not said, nor what
+//     it answers, hence the proof demanded of its reply (above).
+//   - "Norman API requests and responses are in JSON format": a 2xx
+//     that is no JSON object is not Norman's API answering.
 //   - "Revoke Token ... -d {refresh}": token/expire takes the refresh
 //     token; the access token runs out by itself.
 //   - not in the seed: errors are Django REST framework bodies
@@ -51,7 +82,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -102,6 +135,11 @@ const (
 	// CodeUserMismatch: token/retrieve answered with tokens of a user
 	// whose fields differ from the link's.
 	CodeUserMismatch = "user_mismatch"
+	// CodeUserUnproven: users/create says the user exists, and
+	// token/retrieve answered with tokens whose reply states neither the
+	// link's email nor its external_id, so nothing shows they are the
+	// link's user rather than another person's with the same username.
+	CodeUserUnproven = "user_unproven"
 )
 
 // Operation names in errors.
@@ -278,7 +316,7 @@ func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.
 		return p.token(opExchange, r, nil)
 	}
 	if exists(r) {
-		tok, err := p.retrieve(ctx, opExchange, id)
+		tok, err := p.retrieve(ctx, opExchange, id, true)
 		var pe *providers.Error
 		if errors.As(err, &pe) && pe.Status == http.StatusNotFound {
 			// Norman says the user exists, yet knows no user with all
@@ -309,15 +347,16 @@ func (p *Provider) Reenroll(ctx context.Context, g providers.Grant) (*providers.
 	if err != nil {
 		return nil, err
 	}
-	return p.retrieve(ctx, opReenroll, id)
+	return p.retrieve(ctx, opReenroll, id, false)
 }
 
 // retrieve asks token/retrieve for a new pair for id, always with all
 // three identifying fields, and refuses a pair that the reply shows to
-// belong to someone else (see owner). The refused tokens are dropped,
+// belong to someone else (see owner) or, when prove is set, that it does
+// not show to be id's (see proves). The refused tokens are dropped,
 // never stored; they are not expired either, since token/expire might
 // end the other user's session.
-func (p *Provider) retrieve(ctx context.Context, op string, id identity) (*providers.Token, error) {
+func (p *Provider) retrieve(ctx context.Context, op string, id identity, prove bool) (*providers.Token, error) {
 	r, err := p.post(ctx, op, PathRetrieve, id)
 	if err != nil {
 		return nil, err
@@ -329,10 +368,16 @@ func (p *Provider) retrieve(ctx context.Context, op string, id identity) (*provi
 	if err != nil {
 		return nil, err
 	}
-	if mismatch := owner(r.body, tok.AccessToken).differs(id); len(mismatch) > 0 {
+	said := owner(r.body, tok.AccessToken)
+	if mismatch := said.differs(id); len(mismatch) > 0 {
 		return nil, &providers.Error{Class: providers.Permanent, Op: op, Status: r.status, Code: CodeUserMismatch,
 			Description: "token/retrieve answered for a Norman user whose " + strings.Join(mismatch, ", ") +
 				" differ from the link's: the username belongs to another person; enroll with another username"}
+	}
+	if prove && !said.proves(id) {
+		return nil, &providers.Error{Class: providers.Permanent, Op: op, Status: r.status, Code: CodeUserUnproven,
+			Description: "the username exists and token/retrieve's reply names neither the link's email nor its " +
+				"external_id, so its tokens may be another person's; dropped. Enroll with another username"}
 	}
 	return tok, nil
 }
@@ -384,6 +429,15 @@ func (what identity) differs(id identity) []string {
 		out = append(out, ParamExternalID)
 	}
 	return out
+}
+
+// proves reports whether what (as told by a reply) shows the tokens to
+// be id's: it states id's email or external_id, the fields that tell
+// apart two people asking for one username. The username cannot: it is
+// what they share. Meaningful only when differs found nothing.
+func (what identity) proves(id identity) bool {
+	return (what.Email != "" && strings.EqualFold(what.Email, id.Email)) ||
+		(what.ExternalID != "" && what.ExternalID == id.ExternalID)
 }
 
 // Refresh trades t's refresh token for a new access token. SimpleJWT
@@ -506,21 +560,31 @@ var (
 // shape this package reads.
 var ErrUnknownReplyShape = errors.New("2xx token reply in an unknown shape")
 
+// ErrNotJSON is the cause of a Misconfigured *providers.Error for a
+// complete 2xx reply that is no JSON object: an HTML page, text, an
+// empty body, a JSON array.
+var ErrNotJSON = errors.New("2xx token reply is not a JSON object")
+
 // token decodes a successful reply. prev, for a refresh, supplies the
 // refresh token (and its expiry) when the reply carries none.
 //
 // The pair is read at the top level or one level down ({"data": {...}},
 // {"tokens": {...}}), in any spelling of accessKeys and refreshKeys. A
-// body that is not a JSON object (cut off, an HTML page) is Transient: a
-// proxy or an outage, worth another attempt. A JSON object without an
-// access token anywhere is Misconfigured at once: the same call gets the
-// same shape again, and a refresh answered that way may already have
-// spent a rotating refresh token, so retrying would only turn a clear
+// body cut short (see cutShort) is Transient: it was cut off on the way,
+// worth another attempt. Any other body that is not a JSON object (an
+// HTML page, text, nothing), and a JSON object without an access token
+// anywhere, is Misconfigured at once: the same call gets the same answer
+// again, and a refresh answered that way may already have spent a
+// rotating refresh token, so retrying would only turn a clear
 // configuration error into a misleading invalid_grant.
 func (p *Provider) token(op string, r *reply, prev *providers.Token) (*providers.Token, error) {
 	var f map[string]any
 	if err := json.Unmarshal(r.body, &f); err != nil || f == nil {
-		return nil, &providers.Error{Class: providers.Transient, Op: op, Status: r.status, Err: providers.ErrMalformedReply}
+		if cutShort(r.body) {
+			return nil, &providers.Error{Class: providers.Transient, Op: op, Status: r.status, Err: providers.ErrMalformedReply}
+		}
+		return nil, &providers.Error{Class: providers.Misconfigured, Op: op, Status: r.status,
+			Err: fmt.Errorf("%w (%s); Norman's API answers JSON: check settings.base_url", ErrNotJSON, describe(r))}
 	}
 	pair := tokenObject(f)
 	if pair == nil {
@@ -548,6 +612,44 @@ func (p *Provider) token(op string, r *reply, prev *providers.Token) (*providers
 		tok.RefreshToken, tok.RefreshExpiry = prev.RefreshToken, prev.RefreshExpiry
 	}
 	return tok, nil
+}
+
+// cutShort reports whether body is the beginning of a JSON value that
+// stops before the value ends, as a reply cut off on the way does (a
+// connection closed mid-body without a Content-Length to tell, a proxy
+// that truncates). A body of providers.MaxReplyBody was cut by Send, not
+// on the way: no token reply is that long.
+func cutShort(body []byte) bool {
+	if len(body) >= providers.MaxReplyBody {
+		return false
+	}
+	var v any
+	return errors.Is(json.NewDecoder(bytes.NewReader(body)).Decode(&v), io.ErrUnexpectedEOF)
+}
+
+// mediaTypeRE is what a Content-Type must look like to be named in an
+// error.
+var mediaTypeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.+-]{0,30}/[a-z0-9][a-z0-9.+-]{0,40}$`)
+
+// describe says what a 2xx body that is no JSON object is, for an error
+// message: a kind and the Content-Type, never any of its content.
+func describe(r *reply) string {
+	b := bytes.TrimSpace(r.body)
+	var kind string
+	switch {
+	case len(b) == 0:
+		kind = "empty"
+	case b[0] == '<':
+		kind = "HTML or XML"
+	case json.Valid(b):
+		kind = "JSON, but no object"
+	default:
+		kind = "no JSON"
+	}
+	if mt, _, err := mime.ParseMediaType(r.header.Get("Content-Type")); err == nil && mediaTypeRE.MatchString(mt) {
+		kind += ", Content-Type " + mt
+	}
+	return kind
 }
 
 // tokenObject returns the object of f that holds the access token: f

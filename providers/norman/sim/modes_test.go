@@ -1,11 +1,16 @@
 package sim
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const ann = `{"username":"ann","email":"ann@example.com","external_id":"e-ann"}`
@@ -27,6 +32,58 @@ func TestShapes(t *testing.T) {
 	_, m = call(t, srv, PathRetrieve, s.Institution(), ann)
 	assert.Contains(t, m["jwt"], "a")
 	assert.NotContains(t, m, "accessToken")
+
+	// ShapeHTML: a complete 200 web page, for every token call.
+	s.SetShape(ShapeHTML)
+	for _, path := range []string{PathRetrieve, PathCreate} {
+		body := ann
+		if path == PathCreate {
+			body = `{"username":"bea","email":"bea@example.com","external_id":"e-bea"}`
+		}
+		req, err := http.NewRequest(http.MethodPost, srv.URL+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Institution", s.Institution())
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		page, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err, "the page arrives whole")
+		assert.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
+		assert.True(t, strings.HasPrefix(string(page), "<!DOCTYPE html>"))
+		assert.False(t, json.Valid(page))
+	}
+	assert.True(t, s.HasUser("bea"), "users/create still acts behind the page")
+}
+
+// Anonymous: token replies and JWTs name no user (SimpleJWT's default
+// claims), and the tokens still work.
+func TestAnonymous(t *testing.T) {
+	s := New(Options{Anonymous: true, Retrieve: RetrieveUsername})
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	code, m := call(t, srv, PathCreate, s.Institution(), ann)
+	require.Equal(t, http.StatusCreated, code)
+	assert.NotContains(t, m, "user")
+	code, m = call(t, srv, PathRetrieve, s.Institution(), otherAnn)
+	require.Equal(t, http.StatusOK, code, "the lenient service answers for the first ann")
+	assert.NotContains(t, m, "user")
+	access, refresh := m["accessToken"].(string), m["refreshToken"].(string)
+	for _, tok := range []string{access, refresh} {
+		payload, err := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+		require.NoError(t, err)
+		var c map[string]any
+		require.NoError(t, json.Unmarshal(payload, &c))
+		assert.NotContains(t, c, "username")
+		assert.NotContains(t, c, "email")
+		assert.NotContains(t, c, "external_id")
+		assert.Contains(t, c, "user_id")
+	}
+	assert.True(t, s.Valid(access))
+	code, m = call(t, srv, PathRefresh, s.Institution(), `{"refresh":"`+refresh+`"}`)
+	require.Equal(t, http.StatusOK, code)
+	assert.True(t, s.Valid(m["access"].(string)))
 }
 
 // A taken username: 400 or 409; retrieve strict (all fields) or by

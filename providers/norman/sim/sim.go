@@ -10,8 +10,13 @@
 //     external_id}}; token/refresh answers SimpleJWT's {"access"} or,
 //     with refresh rotation (ROTATE_REFRESH_TOKENS, on by default here),
 //     {"access","refresh"}, blacklisting the old refresh token. Options.Shape
-//     switches every reply to snake_case, to one level of nesting, or to
-//     a shape nobody reads.
+//     switches every reply to snake_case, to one level of nesting, to a
+//     shape nobody reads, or to a 200 HTML page (a web front end or a
+//     proxy answering in Norman's place).
+//   - tokens carry a username claim next to SimpleJWT's user_id;
+//     Options.Anonymous drops it and the "user" object, leaving
+//     SimpleJWT's default claims: replies that do not say whose tokens
+//     they are.
 //   - token/retrieve finds its user by all three fields (404 "User not
 //     found." otherwise); Options.Retrieve makes it match the username
 //     alone, the lenient variant a provider must not trust.
@@ -88,6 +93,10 @@ type Options struct {
 	// Retrieve is how token/retrieve finds its user (default
 	// RetrieveAll).
 	Retrieve RetrieveMode
+	// Anonymous makes token replies name no user: no "user" object, and
+	// JWTs with SimpleJWT's default claims (token_type, exp, iat, jti,
+	// user_id) plus this server's session id, but no username.
+	Anonymous bool
 	// ConflictStatus answers users/create for a taken username: 400
 	// (default, Django's per-field error) or 409 ({"detail"}).
 	ConflictStatus int
@@ -111,6 +120,11 @@ const (
 	// ShapeUnknown: every reply is a JSON object no provider can read
 	// ({"jwt":{"a","r"}}): a 2xx that is a configuration problem.
 	ShapeUnknown
+	// ShapeHTML: every token reply is 200 with a complete HTML page
+	// (text/html), as a web site or a proxy answers when base_url points
+	// at it rather than at the API: a 2xx that is no JSON at all. The
+	// tokens are still issued (users/create still creates the user).
+	ShapeHTML
 )
 
 // RetrieveMode is how token/retrieve matches its user.
@@ -153,6 +167,7 @@ type Server struct {
 	mu       sync.Mutex
 	shape    Shape
 	users    map[string]*user
+	byID     map[int]*user
 	tokens   map[string]*issued // by jti
 	sessions map[string]bool    // ended sessions, by id
 	nextID   int
@@ -183,6 +198,7 @@ func New(opts Options) *Server {
 		shape:    opts.Shape,
 		key:      simulator.RandomBytes(32),
 		users:    map[string]*user{},
+		byID:     map[int]*user{},
 		tokens:   map[string]*issued{},
 		sessions: map[string]bool{},
 	}
@@ -227,6 +243,11 @@ func (s *Server) reply(w http.ResponseWriter, status int, camel bool, access, re
 	case ShapeUnknown:
 		put("a", "r")
 		pair = map[string]any{"jwt": pair}
+	case ShapeHTML:
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, htmlPage)
+		return
 	default:
 		if camel {
 			put("accessToken", "refreshToken")
@@ -238,6 +259,22 @@ func (s *Server) reply(w http.ResponseWriter, status int, camel bool, access, re
 		pair[k] = v
 	}
 	simulator.WriteJSON(w, status, pair)
+}
+
+// htmlPage is what ShapeHTML answers: a web page, complete, with no
+// token in it.
+const htmlPage = `<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Norman</title></head>
+<body><h1>Norman</h1><p>Tax and accounting for freelancers.</p></body></html>
+`
+
+// userReply is the extra of a token reply that names u: {"user": {...}},
+// nothing when the server is Anonymous.
+func (s *Server) userReply(u *user) map[string]any {
+	if s.opts.Anonymous {
+		return nil
+	}
+	return map[string]any{"user": u.json()}
 }
 
 func (u *user) json() map[string]any {
@@ -374,12 +411,13 @@ func (s *Server) create(w http.ResponseWriter, body map[string]any) {
 	s.nextID++
 	u := &user{username: f[0], email: f[1], externalID: f[2], id: s.nextID}
 	s.users[u.username] = u
+	s.byID[u.id] = u
 	access, refresh := s.pair(u, newID())
-	s.reply(w, http.StatusCreated, true, access, refresh, map[string]any{"user": u.json()})
+	s.reply(w, http.StatusCreated, true, access, refresh, s.userReply(u))
 }
 
 // retrieve issues a new pair. Its reply names the user as users/create's
-// does (assumed: the guide shows neither reply).
+// does (assumed: the guide shows neither reply), unless Anonymous.
 func (s *Server) retrieve(w http.ResponseWriter, body map[string]any) {
 	f, ok := required(w, body, "username", "email", "external_id")
 	if !ok {
@@ -391,7 +429,7 @@ func (s *Server) retrieve(w http.ResponseWriter, body map[string]any) {
 		return
 	}
 	access, refresh := s.pair(u, newID())
-	s.reply(w, http.StatusOK, true, access, refresh, map[string]any{"user": u.json()})
+	s.reply(w, http.StatusOK, true, access, refresh, s.userReply(u))
 }
 
 // refreshClaims reads and checks the body's refresh token, answering
@@ -413,7 +451,7 @@ func (s *Server) refresh(w http.ResponseWriter, body map[string]any) {
 	if !ok {
 		return
 	}
-	u := s.users[c.User]
+	u := s.byID[c.UserID]
 	if u == nil {
 		notValid(w)
 		return
@@ -469,9 +507,13 @@ func (s *Server) taxReports(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	company := r.PathValue("company")
+	by := ""
+	if u := s.byID[c.UserID]; u != nil {
+		by = u.username
+	}
 	simulator.WriteJSON(w, http.StatusOK, map[string]any{
 		"count": 1, "next": nil, "previous": nil,
-		"results": []map[string]any{{"id": 1, "company": company, "type": "vat", "period": "2025-Q1", "created_by": c.User}},
+		"results": []map[string]any{{"id": 1, "company": company, "type": "vat", "period": "2025-Q1", "created_by": by}},
 	})
 }
 
@@ -488,7 +530,7 @@ type claims struct {
 	Exp       int64  `json:"exp"`
 	Iat       int64  `json:"iat"`
 	JTI       string `json:"jti"`
-	User      string `json:"username"`
+	User      string `json:"username,omitempty"`
 	UserID    int    `json:"user_id"`
 	Session   string `json:"sid"`
 }
@@ -500,7 +542,10 @@ func (s *Server) pair(u *user, session string) (access, refresh string) {
 func (s *Server) sign(u *user, kind, session string, ttl time.Duration) string {
 	now := s.opts.Now()
 	c := claims{TokenType: kind, Iat: now.Unix(), Exp: now.Add(ttl).Unix(), JTI: newID(),
-		User: u.username, UserID: u.id, Session: session}
+		UserID: u.id, Session: session}
+	if !s.opts.Anonymous {
+		c.User = u.username
+	}
 	s.tokens[c.JTI] = &issued{kind: kind, session: session}
 	return simulator.SignJWT(s.key, map[string]string{"alg": "HS256", "typ": "JWT"}, c)
 }
