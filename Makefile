@@ -66,6 +66,11 @@ soak: tools oidc-peer-deps
 scale: tools
 	@scale/run.sh
 
+.PHONY: scale-floor
+## scale-floor: Temporal's own cost with no Tokenwarden in it (scale/TestTemporalFloor) on the real server; writes docs/results/scale-floor-*.md
+scale-floor: tools
+	@SCALE_TEST=TestTemporalFloor scale/run.sh
+
 .PHONY: bench
 ## bench: the hot-path benchmarks (bench/) on the real stack; writes docs/results/bench.md
 bench: tools oidc-peer-deps

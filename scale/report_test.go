@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -132,6 +133,7 @@ func (r *report) table() string {
 		r.linksCell(), r.workers, r.life, r.run, r.enrollRate, r.lagP50.Round(time.Millisecond), r.lagP99.Round(time.Millisecond), r.lagMax.Round(time.Millisecond),
 		r.reads, float64(r.reads)/r.run.Seconds(), r.failed, r.expired, r.providerRefreshes, r.linkRefreshes, r.eventsPerRefresh, r.actionsPerRefresh,
 		r.bytesPerLink, float64(r.idleRSSKiB-r.baseRSSKiB)/1024/float64(max(r.active, 1))*1000, float64(r.peakRSSKiB)/1024)
+	b.WriteString(r.readLine())
 	b.WriteString("\nCPU seconds by process")
 	fmt.Fprintf(&b, " (enrollment of all links; per 1 000 refreshes during the run, %d refreshes, %.1f/s, reads included):\n\n",
 		r.runRefreshes, float64(r.runRefreshes)/r.run.Seconds())
@@ -151,6 +153,29 @@ func (r *report) table() string {
 	b.WriteString(r.busiest())
 	b.WriteString(r.sizing())
 	return b.String()
+}
+
+// readLine says how long served token reads took, and why the failed
+// ones failed.
+func (r *report) readLine() string {
+	lat := slices.Clone(r.latencies)
+	slices.Sort(lat)
+	at := func(q float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(q*float64(len(lat))))].Round(100 * time.Microsecond)
+	}
+	line := fmt.Sprintf("\nToken reads served in p50 %s, p99 %s, max %s", at(0.5), at(0.99), at(1))
+	if r.failed == 0 {
+		return line + "; none failed.\n"
+	}
+	var causes []string
+	for c, n := range r.causes {
+		causes = append(causes, fmt.Sprintf("%d × %s", n, c))
+	}
+	slices.Sort(causes)
+	return line + "; failed reads by answer: " + strings.Join(causes, ", ") + ".\n"
 }
 
 func (r *report) linksCell() string {

@@ -7,6 +7,7 @@
 #   make scale                               10 000 links, 1 worker, 5-minute tokens, 20 minutes
 #   make scale LINKS=100000 ENROLL_WITHIN=15m DURATION=10m   (reports how far it got)
 #   make scale WORKERS=2
+#   make scale-floor LINKS=10000 DURATION=10m   (Temporal alone: TestTemporalFloor)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${TMPDIR:-/tmp}/tokenwarden-scale
@@ -22,4 +23,4 @@ export TOKENWARDEN_TEST_KEEP_STATE=1 TOKENWARDEN_SCALE=1 TOKENWARDEN_SCALE_OUT=$
 export TOKENWARDEN_SCALE_LINKS=${LINKS:-10000} TOKENWARDEN_SCALE_DURATION=${DURATION:-20m}
 export TOKENWARDEN_SCALE_TOKEN_LIFETIME=${TOKEN_LIFETIME:-5m} TOKENWARDEN_SCALE_WORKERS=${WORKERS:-1}
 export TOKENWARDEN_SCALE_READS=${READS:-200} TOKENWARDEN_SCALE_ENROLL_WITHIN=${ENROLL_WITHIN:-0s}
-go test -count=1 -timeout 6h -run 'TestScale$' -v ./scale/
+go test -count=1 -timeout 6h -run "${SCALE_TEST:-TestScale}\$" -v ./scale/

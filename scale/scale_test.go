@@ -12,6 +12,7 @@ package scale
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -303,15 +304,34 @@ func waitCounted(ctx context.Context, t *testing.T, s *e2e.Stack, issued int64, 
 }
 
 // readCounts are the callers' token reads: served, served already
-// expired, and failed (an error answer: no valid token to hand out).
-type readCounts struct{ reads, expired, failed int64 }
+// expired, and failed (an error answer: no valid token to hand out), with
+// the failures by cause and the reads' latencies.
+type readCounts struct {
+	reads, expired, failed int64
+	causes                 map[string]int64
+	latencies              []time.Duration
+}
+
+// failureCause names a failed read by its API error code, or the kind of
+// client error.
+func failureCause(err error) string {
+	var ae *tokenwarden.APIError
+	switch {
+	case errors.As(err, &ae):
+		return fmt.Sprintf("%d %s", ae.Status, ae.Code)
+	case errors.Is(err, context.DeadlineExceeded):
+		return "client timeout"
+	}
+	return "transport error"
+}
 
 // readLoad reads random links' tokens at perSec reads a second (callers
 // as backends make them: steady, not a tight loop that would starve the
 // engine of the CPU it shares here) until ctx ends; the returned func
 // waits and counts.
 func readLoad(ctx context.Context, s *e2e.Stack, ids []string, perSec int) func() readCounts {
-	var readsN, expiredN, failedN atomic.Int64
+	var mu sync.Mutex
+	rc := readCounts{causes: map[string]int64{}}
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Second / time.Duration(perSec))
 	jobs := make(chan string)
@@ -335,22 +355,30 @@ func readLoad(ctx context.Context, s *e2e.Stack, ids []string, perSec int) func(
 		go func() {
 			defer wg.Done()
 			for id := range jobs {
+				began := time.Now()
 				tok, err := s.Client.Token(ctx, id, 0)
+				took := time.Since(began)
+				mu.Lock()
 				switch {
 				case err != nil && ctx.Err() == nil:
-					failedN.Add(1)
+					rc.failed++
+					rc.causes[failureCause(err)]++
 				case err != nil: // the run ended mid-read
-				case !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()):
-					readsN.Add(1)
-					expiredN.Add(1)
 				default:
-					readsN.Add(1)
+					rc.reads++
+					rc.latencies = append(rc.latencies, took)
+					if !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
+						rc.expired++
+					}
 				}
+				mu.Unlock()
 			}
 		}()
 	}
 	return func() readCounts {
 		wg.Wait()
-		return readCounts{readsN.Load(), expiredN.Load(), failedN.Load()}
+		mu.Lock()
+		defer mu.Unlock()
+		return rc
 	}
 }
