@@ -191,14 +191,11 @@ func (p *Provider) AuthCodeURL(state, verifier, redirectURL string, scopes []str
 	return p.g.AuthCodeURL(state, verifier, redirectURL, scopes, params)
 }
 
-// Exchange obtains the first token. With pkce: false the gateway's
-// verifier is not sent: the authorization request carried no challenge,
-// and Keycloak refuses a verifier without one ("PKCE code verifier
-// specified but challenge not present in authorization").
+// Exchange obtains the first token. With pkce: false the generic
+// exchange sends no verifier: Keycloak refuses one without a challenge
+// ("PKCE code verifier specified but challenge not present in
+// authorization").
 func (p *Provider) Exchange(ctx context.Context, g providers.Grant) (*providers.Token, error) {
-	if !p.e.PKCE {
-		g.CodeVerifier = ""
-	}
 	t, err := p.g.Exchange(ctx, g)
 	return t, KeycloakError(err, p.lockout)
 }

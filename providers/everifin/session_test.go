@@ -160,12 +160,5 @@ func TestPKCEOption(t *testing.T) {
 // no code_verifier, although the gateway hands one over: Keycloak refuses
 // a verifier for an authorization request without a challenge.
 func TestPKCEOffSendsNoVerifier(t *testing.T) {
-	e := newEnv(t, sim.Options{}, "    pkce: false\n")
-	q := e.authorize(t, "state-1")
-	tok, err := e.p.Exchange(context.Background(), providers.Grant{
-		Type: providers.GrantAuthorizationCode, Code: q.Get("code"), CodeVerifier: verifier, RedirectURL: redirectURL,
-	})
-	e.requireNoSecret(t, err)
-	require.NoError(t, err)
-	e.track(tok)
+	newEnv(t, sim.Options{}, "    pkce: false\n").enroll(t)
 }
