@@ -146,6 +146,18 @@ func (c *callLog) add(cl call) {
 	c.mu.Unlock()
 }
 
+// logGrant logs every request of grant type grant, by wire facts only:
+// which code exchanges failed, and whether one was sent twice.
+func (c *callLog) logGrant(t *testing.T, grant string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cl := range c.calls {
+		if cl.grant == grant {
+			t.Logf("    %s", cl)
+		}
+	}
+}
+
 // inFlight counts the requests under way at t: sent, and their reply not
 // yet handed back plus grace (for the caller to store what it got).
 func (c *callLog) inFlight(t time.Time, grace time.Duration) int {

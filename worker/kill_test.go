@@ -314,10 +314,20 @@ func (r *rotatingLinks) dumpLineages(ctx context.Context, killedAt []time.Time) 
 // lost, none replayed.
 func TestWorkerKilledMidRefresh(t *testing.T) {
 	t.Parallel()
-	e := newEngineWithTokenProxy(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, RequireOfflineAccess: true})
+	// Codes live ten minutes here, not the peer's one: under make faults,
+	// 50 links enroll behind each other's five-second refreshes on the
+	// dev server, and a code that expires in that queue (the link then
+	// fails, rightly) is not what this test is about.
+	e := newEngineWithTokenProxy(t, oidcpeer.Options{AccessTokenTTL: 5 * time.Second, RequireOfflineAccess: true,
+		AuthorizationCodeTTL: 10 * time.Minute})
 	w := e.workerProcess(buildBinary(t))
 	w.start()
 	t.Cleanup(w.kill)
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.tokenCalls.logGrant(t, "authorization_code")
+		}
+	})
 	// 50 links take minutes to enroll on a loaded 2-core machine.
 	limit := 5 * time.Minute
 	if os.Getenv("TOKENWARDEN_FAULTS") == "full" {

@@ -58,6 +58,9 @@ type Options struct {
 	RefreshTokenTTL time.Duration
 	// DeviceCodeTTL is the lifetime of device codes; default 10m.
 	DeviceCodeTTL time.Duration
+	// AuthorizationCodeTTL is the lifetime of authorization codes;
+	// default 1m.
+	AuthorizationCodeTTL time.Duration
 	// DeviceInterval is the device flow polling interval the peer
 	// advertises; default 1s.
 	DeviceInterval time.Duration
@@ -324,6 +327,10 @@ func peerEnv(o Options) (env []string, clientSecret, rsSecret string, err error)
 	if err != nil {
 		return nil, "", "", err
 	}
+	ac, err := seconds("AuthorizationCodeTTL", o.AuthorizationCodeTTL, time.Minute)
+	if err != nil {
+		return nil, "", "", err
+	}
 	di, err := seconds("DeviceInterval", o.DeviceInterval, time.Second)
 	if err != nil {
 		return nil, "", "", err
@@ -345,6 +352,7 @@ func peerEnv(o Options) (env []string, clientSecret, rsSecret string, err error)
 		"OIDC_PEER_ACCESS_TOKEN_TTL=" + at,
 		"OIDC_PEER_REFRESH_TOKEN_TTL=" + rt,
 		"OIDC_PEER_DEVICE_CODE_TTL=" + dc,
+		"OIDC_PEER_AUTHORIZATION_CODE_TTL=" + ac,
 		"OIDC_PEER_DEVICE_INTERVAL=" + di,
 		"OIDC_PEER_CLIENT_SECRET=" + clientSecret,
 		"OIDC_PEER_RS_CLIENT_SECRET=" + rsSecret,
