@@ -284,3 +284,23 @@ func TestLoginRejectsUnregisteredRedirect(t *testing.T) {
 	require.NotNil(t, redirect)
 	assert.Equal(t, "invalid_request", redirect.Query().Get("error"))
 }
+
+// TestOldGrantsOutliveManyTokens: a refresh token left unused while the
+// peer issues thousands of other tokens still works, as on a real server.
+// oidc-provider's in-memory store kept only the last thousand or two
+// entries, so under a load test's traffic an unused refresh token, code or
+// grant vanished and the peer answered invalid_grant.
+func TestOldGrantsOutliveManyTokens(t *testing.T) {
+	p := oidcpeer.StartT(t, oidcpeer.Options{AccessTokenTTL: time.Hour})
+	ctx := testContext(t)
+	conf, first := authorize(t, ctx, p)
+	cc := clientcredentials.Config{ClientID: p.ClientID, ClientSecret: p.ClientSecret, TokenURL: p.TokenURL}
+	for i := 0; i < 2500; i++ {
+		if _, err := cc.Token(ctx); err != nil {
+			t.Fatalf("client credentials token %d: %v", i, err)
+		}
+	}
+	if _, err := refresh(ctx, conf, first.RefreshToken); err != nil {
+		t.Fatalf("the refresh token issued before 2 500 other tokens no longer works: %v", err)
+	}
+}

@@ -15,6 +15,8 @@ import * as querystring from 'node:querystring';
 import { parseArgs } from 'node:util';
 
 import Provider from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+import LRU from 'oidc-provider/lib/helpers/lru.js';
 
 const CLIENT_ID = 'tokenwarden';
 const PUBLIC_CLIENT_ID = 'tokenwarden-public';
@@ -245,6 +247,17 @@ function makeJWKS() {
   return { keys: [{ ...jwk, kid: crypto.randomUUID(), use: 'sig', alg: 'RS256' }] };
 }
 
+// The in-memory store oidc-provider uses by default keeps about a thousand
+// entries, dropping the oldest: with dozens of links rotating 5-second
+// tokens that is a minute's worth, after which an unused code, refresh
+// token or grant vanishes and the peer answers invalid_grant, as no real
+// server would. This one holds a million; entries still expire by their
+// own TTL.
+function memoryAdapter() {
+  const store = new LRU({ maxSize: 1_000_000 });
+  return (model) => new MemoryAdapter(model, store, 0);
+}
+
 function providerConfiguration(config) {
   const authCodeGrants = [
     'authorization_code',
@@ -253,6 +266,7 @@ function providerConfiguration(config) {
     'urn:ietf:params:oauth:grant-type:device_code',
   ];
   return {
+    adapter: memoryAdapter(),
     clients: [
       {
         client_id: CLIENT_ID,
