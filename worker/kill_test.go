@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -45,8 +46,19 @@ func (w *workerProcess) start() {
 	w.t.Helper()
 	w.cmd = exec.Command(w.bin, "worker")
 	w.cmd.Env = w.env
-	w.cmd.Stdout = w.e.Logs
-	w.cmd.Stderr = w.e.Logs
+	out := io.Writer(w.e.Logs)
+	if dir := os.Getenv("TOKENWARDEN_WORKER_LOGS"); dir != "" {
+		// make faults keeps the worker processes' logs (secret-free, as
+		// the leak scan checks) for a failure's post-mortem.
+		f, err := os.OpenFile(filepath.Join(dir, w.t.Name()+"-worker.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		w.t.Cleanup(func() { f.Close() })
+		out = io.MultiWriter(w.e.Logs, f)
+	}
+	w.cmd.Stdout = out
+	w.cmd.Stderr = out
 	if err := w.cmd.Start(); err != nil {
 		w.t.Fatalf("start worker: %v", err)
 	}
