@@ -41,15 +41,22 @@ var recordOptions = workflow.ActivityOptions{
 
 // record writes t to the audit trail in the background.
 func (l *link) record(ctx workflow.Context, t Transition) {
-	run := func(ctx workflow.Context) workflow.Future {
+	l.recordInBackground(ctx, []Transition{t}, func(ctx workflow.Context) workflow.Future {
 		return workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
 			fmt.Sprintf("audit: record %s (seq %d)", t.Type, t.Seq)), ActivityRecord, t)
-	}
+	})
+}
+
+// recordInBackground starts run, the activity that writes ts, and keeps
+// ts in l.unrecorded until it succeeded.
+func (l *link) recordInBackground(ctx workflow.Context, ts []Transition, run func(workflow.Context) workflow.Future) {
 	f := run(ctx)
-	l.unrecorded = append(l.unrecorded, t)
+	l.unrecorded = append(l.unrecorded, ts...)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		if _, err := outlive(ctx, f, run); err == nil {
-			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool { return u.Seq == t.Seq })
+			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool {
+				return slices.ContainsFunc(ts, func(t Transition) bool { return t.Seq == u.Seq })
+			})
 		}
 	})
 }
@@ -75,18 +82,9 @@ func outlive(ctx workflow.Context, f workflow.Future, run func(workflow.Context)
 // recordBatch writes ts to the audit trail in the background, in one
 // activity.
 func (l *link) recordBatch(ctx workflow.Context, ts []Transition) {
-	run := func(ctx workflow.Context) workflow.Future {
+	l.recordInBackground(ctx, ts, func(ctx workflow.Context) workflow.Future {
 		return workflow.ExecuteActivity(withSummary(workflow.WithActivityOptions(ctx, recordOptions),
 			fmt.Sprintf("audit: record %d transitions carried from the previous run", len(ts))), ActivityRecordBatch, ts)
-	}
-	f := run(ctx)
-	l.unrecorded = append(l.unrecorded, ts...)
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		if _, err := outlive(ctx, f, run); err == nil {
-			l.unrecorded = slices.DeleteFunc(l.unrecorded, func(u Transition) bool {
-				return slices.ContainsFunc(ts, func(t Transition) bool { return t.Seq == u.Seq })
-			})
-		}
 	})
 }
 
